@@ -1,0 +1,96 @@
+"""The ``ablate`` command line."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ablate.errors import AblateError
+
+app = typer.Typer(no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
+                  help="ablate: which schedule, decoder, degradation, EMA and hyperparameters "
+                       "actually matter for a diffusion model.")
+console = Console()
+errors = Console(stderr=True)
+
+
+@contextmanager
+def reported_errors():
+    """Turn ablate's own errors into one red line on stderr and their exit code."""
+    try:
+        yield
+    except AblateError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@app.command(rich_help_panel="Runs")
+def train(
+    run_file: Annotated[Path, typer.Argument(help="TOML file with a [run] table")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="output folder (default runs/<file name>)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in the output folder")] = False,
+) -> None:
+    """Train one configuration: log metrics, write sample grids and checkpoints."""
+    from ablate.config import load_run_file
+    from ablate.progress_display import RichReporter
+    from ablate.training import Trainer
+
+    with reported_errors():
+        config = load_run_file(run_file)
+        for warning in config.schedule.check(config.T):
+            errors.print(f"[yellow]warning:[/] {run_file}: run.schedule: {warning}")
+        output_dir = output or Path("runs") / run_file.stem
+        trainer = Trainer(config, output_dir, reporter=RichReporter(console))
+        console.print(f"training [bold]{run_file}[/] on {trainer.device} into {output_dir}")
+        result = trainer.run(resume=resume)
+        last = result.metrics[-1]
+        console.print(f"done: {last['step']} steps, loss {last['loss']:.4f}, "
+                      f"{last['images_per_s']:.0f} images/s; checkpoint {result.checkpoint}")
+
+
+@app.command(rich_help_panel="Runs")
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint written by ablate train")],
+    n: Annotated[int, typer.Option("-n", min=1, help="number of samples")] = 64,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write")] = Path(
+        "grid.png"),
+    seed: Annotated[int, typer.Option(help="seed of the sampling noise")] = 0,
+    device: Annotated[str | None, typer.Option(help="device (default: the run's)")] = None,
+) -> None:
+    """Draw samples from a checkpoint with the run's own sampler and save them as a grid."""
+    from ablate.grids import save_grid
+    from ablate.sampling import draw, load_trained
+
+    with reported_errors():
+        parts = load_trained(checkpoint, device=device)
+        with console.status(f"sampling {n} images ({parts.process.T} steps)"):
+            samples = draw(parts, n, seed)
+        save_grid(samples, parts.config.scaling, output)
+        console.print(f"wrote {output}")
+
+
+@app.command("list-plugins", rich_help_panel="Plugins")
+def list_plugins(
+    family: Annotated[str | None, typer.Option(help="only this family")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """List every installed component, the plugin providing it and its parameters."""
+    from ablate.plugin_host import default_host
+    from ablate.plugin_listing import describe, render
+    from ablate.registry import FAMILIES
+
+    with reported_errors():
+        if family is not None and family not in FAMILIES:
+            raise AblateError(f"unknown family {family!r}; choose one of "
+                              f"{', '.join(FAMILIES)}")
+        listing = describe(default_host(), family)
+        if as_json:
+            typer.echo(json.dumps(listing, indent=2))
+        else:
+            render(listing, console)

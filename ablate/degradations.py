@@ -1,0 +1,38 @@
+"""The degradation family: the fixed encoder q(x_t | x_0), its training loss and its samplers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ablate.components import Component
+
+
+class DegradationProcess(ABC):
+    """A degradation bound to a schedule, a data range and a device."""
+
+    T: int
+
+    @abstractmethod
+    def loss(self, model: nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The training loss on a batch of clean images, as a scalar tensor (no host sync)."""
+
+    @abstractmethod
+    def sample(self, model: nn.Module, shape: tuple[int, ...],
+               generator: torch.Generator) -> torch.Tensor:
+        """Draw images of ``shape`` in the data range with this degradation's own sampler."""
+
+
+@dataclass(frozen=True)
+class Degradation(Component):
+    """Base of degradations: parameters here, the bound process from ``bind``."""
+
+    family: ClassVar[str] = "degradation"
+
+    def bind(self, alpha_bar: torch.Tensor, data_range: tuple[float, float],
+             device: torch.device) -> DegradationProcess:
+        raise NotImplementedError

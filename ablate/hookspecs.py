@@ -1,0 +1,71 @@
+"""Every hook a plugin can implement: the single place that says what a plugin can do.
+
+Component hooks receive a ``register`` callback and call it once per component class they
+provide (the collector pattern), so one plugin can provide several components and the host
+decides what registering means. Observer hooks are called during a run, in registration order,
+and must not change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ablate.components import Component
+    from ablate.run_info import RunInfo
+
+hookspec = pluggy.HookspecMarker("ablate")
+
+Register = Callable[[type["Component"]], None]
+
+# ---------------------------------------------------------------------------------------------
+# Components: called once when the plugin host starts
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register dataset classes (subclasses of ``ablate.datasets.Dataset``)."""
+
+
+@hookspec
+def register_schedules(register: Register) -> None:
+    """Register noise-schedule classes (subclasses of ``ablate.schedules.NoiseSchedule``)."""
+
+
+@hookspec
+def register_decoders(register: Register) -> None:
+    """Register decoder classes (subclasses of ``ablate.decoders.Decoder``)."""
+
+
+@hookspec
+def register_degradations(register: Register) -> None:
+    """Register degradation classes (subclasses of ``ablate.degradations.Degradation``)."""
+
+
+@hookspec
+def register_ema_strategies(register: Register) -> None:
+    """Register EMA-strategy classes (subclasses of ``ablate.ema.EmaStrategy``)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Run lifecycle: observers, called by the training engine
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def run_start(run: RunInfo) -> None:
+    """Called once before the first training step (also when a run resumes)."""
+
+
+@hookspec
+def epoch_end(run: RunInfo, metrics: dict[str, Any]) -> None:
+    """Called after each epoch with that epoch's logged metrics (loss, throughput, ...)."""
+
+
+@hookspec
+def run_end(run: RunInfo, status: str) -> None:
+    """Called once when a run stops; ``status`` is ``completed``, ``interrupted`` or ``failed``."""

@@ -1,0 +1,333 @@
+"""The training engine: one configuration, trained, logged, checkpointed and resumable.
+
+The step itself stays on the device: batches are gathered from a uint8 copy of the data that
+lives on the device, the loss is accumulated as a tensor, and the host reads it back only every
+``SYNC_EVERY`` steps and at the end of each epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ablate import __version__, metrics_log
+from ablate.assembly import Assembly, assemble
+from ablate.atomic import write_text_atomic
+from ablate.checkpoint import (
+    load_checkpoint,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    prefixed,
+    save_checkpoint,
+    unprefixed,
+)
+from ablate.config import RunConfig, parse_run
+from ablate.datasets import to_model_range
+from ablate.device import resolve_device
+from ablate.errors import AblateError, CheckpointError
+from ablate.grids import save_grid
+from ablate.plugin_host import PluginHost, default_host
+from ablate.run_info import RunInfo
+
+SYNC_EVERY = 50
+"""Steps between host reads of the loss (progress display and divergence check)."""
+
+CHECKPOINT_NAME = "last.safetensors"
+
+
+class DivergedError(AblateError):
+    """The loss became NaN or infinite."""
+
+
+class Interrupted(AblateError):
+    """The user stopped the run; its state was saved and ``--resume`` continues it."""
+
+    exit_code = 130
+
+
+class Reporter(Protocol):
+    """Receives progress; the CLI shows it with rich, tests and studies may ignore it."""
+
+    def start(self, total_steps: int, done_steps: int) -> None: ...
+
+    def advance(self, step: int, loss: float | None) -> None: ...
+
+    def epoch(self, metrics: dict[str, Any]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class SilentReporter:
+    def start(self, total_steps: int, done_steps: int) -> None:
+        pass
+
+    def advance(self, step: int, loss: float | None) -> None:
+        pass
+
+    def epoch(self, metrics: dict[str, Any]) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run writes; everything a run produces lives under ``root``."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoints" / CHECKPOINT_NAME
+
+    def grid(self, epoch: int) -> Path:
+        return self.root / "samples" / f"epoch_{epoch:04d}.png"
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so a resume continues exactly."""
+
+    epoch: int = 0  # 0-based index of the epoch in progress
+    batch: int = 0  # batches of that epoch already done
+    step: int = 0  # optimisation steps done in total
+    loss_sum: float = 0.0  # sum of this epoch's losses so far
+    epoch_seconds: float = 0.0  # training seconds spent in this epoch so far
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output_dir: Path
+    metrics: list[dict[str, Any]]
+    checkpoint: Path
+    parameter_count: int
+
+
+class Trainer:
+    """Trains one configuration into an output folder."""
+
+    def __init__(self, config: RunConfig, output_dir: Path, *, host: PluginHost | None = None,
+                 reporter: Reporter | None = None) -> None:
+        self.config = config
+        self.paths = RunPaths(Path(output_dir))
+        self.host = host or default_host()
+        self.reporter = reporter or SilentReporter()
+        self.device = resolve_device(config.device)
+        self._stop_requested = False
+
+    def run(self, *, resume: bool = False) -> RunResult:
+        config = self.config
+        images = self._load_images()
+        steps_per_epoch = len(images) // config.batch_size
+        total_steps = config.steps or config.epochs * steps_per_epoch
+        parts = assemble(config, tuple(images.shape[1:]), self.device)
+        optimizer = torch.optim.Adam(parts.model.parameters(), lr=config.lr)
+        data_rng = torch.Generator().manual_seed(config.seed)
+        noise_rng = torch.Generator(self.device).manual_seed(config.seed + 1)
+        progress = Progress()
+        if resume and self.paths.checkpoint.exists():
+            progress = self._restore(parts, optimizer, data_rng, noise_rng)
+            metrics_log.keep_epochs_up_to(self.paths.metrics, progress.epoch)
+        else:
+            self._start_fresh(resume)
+        info = RunInfo(config, self.paths.root, str(self.device), parts.parameter_count)
+        self.host.hook.run_start(run=info)
+        self.reporter.start(total_steps, progress.step)
+        status = "failed"
+        try:
+            with self._graceful_interrupt():
+                while progress.step < total_steps:
+                    epoch_start_rng = data_rng.get_state()
+                    order = torch.randperm(len(images), generator=data_rng).to(self.device)
+                    finished = self._train_epoch(parts, optimizer, images, order, noise_rng,
+                                                 progress, steps_per_epoch, total_steps)
+                    if not finished:
+                        data_rng.set_state(epoch_start_rng)
+                        self._save(parts, optimizer, data_rng, noise_rng, progress)
+                        raise Interrupted(
+                            f"stopped at step {progress.step}; state saved to "
+                            f"{self.paths.checkpoint}; continue with --resume")
+                    self._end_epoch(info, parts, optimizer, data_rng, noise_rng, progress,
+                                    last=progress.step >= total_steps)
+            status = "completed"
+        except Interrupted:
+            status = "interrupted"
+            raise
+        finally:
+            self.reporter.stop()
+            self.host.hook.run_end(run=info, status=status)
+        return RunResult(self.paths.root, metrics_log.read(self.paths.metrics),
+                         self.paths.checkpoint, parts.parameter_count)
+
+    def _load_images(self) -> torch.Tensor:
+        """The training split as uint8, moved to the device once (pinned first for CUDA)."""
+        images = self.config.dataset.load("train").images
+        if self.config.subset:
+            images = images[: self.config.subset]
+        if self.device.type == "cuda":
+            images = images.pin_memory()
+        return images.to(self.device, non_blocking=True)
+
+    def _train_epoch(self, parts: Assembly, optimizer: torch.optim.Optimizer,
+                     images: torch.Tensor, order: torch.Tensor, noise_rng: torch.Generator,
+                     progress: Progress, steps_per_epoch: int, total_steps: int) -> bool:
+        """Run the rest of the current epoch; False when the user asked to stop."""
+        config, model = self.config, parts.model
+        loss_sum = torch.tensor(progress.loss_sum, device=self.device)
+        started = time.perf_counter()
+        batch_size = config.batch_size
+        model.train()
+        try:
+            while progress.batch < steps_per_epoch and progress.step < total_steps:
+                if self._stop_requested:
+                    return False
+                index = order[progress.batch * batch_size:(progress.batch + 1) * batch_size]
+                x0 = to_model_range(images[index], config.scaling)
+                loss = parts.process.loss(model, x0, noise_rng)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                progress.step += 1
+                progress.batch += 1
+                parts.averager.update(model, progress.step)
+                loss_sum += loss.detach()
+                if progress.step % SYNC_EVERY == 0:
+                    value = loss.item()
+                    _check_finite(value, progress)
+                    self.reporter.advance(progress.step, value)
+                else:
+                    self.reporter.advance(progress.step, None)
+        finally:
+            progress.loss_sum = loss_sum.item()
+            progress.epoch_seconds += time.perf_counter() - started
+        return True
+
+    def _end_epoch(self, info: RunInfo, parts: Assembly, optimizer: torch.optim.Optimizer,
+                   data_rng: torch.Generator, noise_rng: torch.Generator, progress: Progress,
+                   *, last: bool) -> None:
+        config = self.config
+        batches = progress.batch
+        loss = progress.loss_sum / max(batches, 1)
+        _check_finite(loss, progress)
+        epoch_time = progress.epoch_seconds
+        progress.epoch += 1
+        record = {
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "loss": loss,
+            "images_per_s": batches * config.batch_size / max(epoch_time, 1e-9),
+            "train_seconds": epoch_time,
+        }
+        progress.batch, progress.loss_sum, progress.epoch_seconds = 0, 0.0, 0.0
+        if last or (config.sample_every and progress.epoch % config.sample_every == 0):
+            record["grid"] = str(self.sample_grid(parts, progress.epoch))
+        metrics_log.append(self.paths.metrics, record)
+        self.host.hook.epoch_end(run=info, metrics=record)
+        self.reporter.epoch(record)
+        if last or progress.epoch % config.checkpoint_every == 0:
+            self._save(parts, optimizer, data_rng, noise_rng, progress)
+
+    def sample_grid(self, parts: Assembly, epoch: int) -> Path:
+        """Samples from fixed noise (the run's seed), so grids of different epochs compare."""
+        generator = torch.Generator(self.device).manual_seed(self.config.seed)
+        shape = (self.config.grid_size, *parts.image_shape)
+        samples = parts.process.sample(parts.averager.sampling_model(), shape, generator)
+        return save_grid(samples, self.config.scaling, self.paths.grid(epoch))
+
+    def _start_fresh(self, resume: bool) -> None:
+        if (self.paths.metrics.exists() or self.paths.checkpoint.exists()) and not resume:
+            raise AblateError(f"{self.paths.root} already holds a run; continue it with "
+                              f"--resume or choose another output folder")
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        self.paths.metrics.unlink(missing_ok=True)
+        write_text_atomic(self.paths.config, json.dumps(
+            {"ablate": __version__, "run": self.config.to_dict()}, indent=2) + "\n")
+
+    def _save(self, parts: Assembly, optimizer: torch.optim.Optimizer,
+              data_rng: torch.Generator, noise_rng: torch.Generator, progress: Progress) -> None:
+        optim_tensors, optim_meta = optimizer_to_flat(optimizer.state_dict())
+        tensors = {
+            **prefixed("model", parts.model.state_dict()),
+            **prefixed("ema", parts.averager.state_dict()),
+            **prefixed("optim", optim_tensors),
+            "rng.data": data_rng.get_state(),
+            "rng.noise": noise_rng.get_state(),
+        }
+        meta = {"config": self.config.to_dict(), "progress": vars(progress),
+                "image_shape": list(parts.image_shape),
+                "optimizer": optim_meta, "ablate": __version__}
+        save_checkpoint(self.paths.checkpoint, tensors, meta)
+
+    def _restore(self, parts: Assembly, optimizer: torch.optim.Optimizer,
+                 data_rng: torch.Generator, noise_rng: torch.Generator) -> Progress:
+        tensors, meta = load_checkpoint(self.paths.checkpoint)
+        if meta.get("config") != self.config.to_dict():
+            raise CheckpointError(f"{self.paths.checkpoint} was written by a different "
+                                  f"configuration; resume with the run file that started it")
+        load_model_state(parts.model, unprefixed("model", tensors), self.paths.checkpoint)
+        parts.averager.load_state_dict(unprefixed("ema", tensors))
+        optimizer.load_state_dict(optimizer_from_flat(unprefixed("optim", tensors),
+                                                      meta["optimizer"]))
+        data_rng.set_state(tensors["rng.data"])
+        noise_rng.set_state(tensors["rng.noise"])
+        return Progress(**meta["progress"])
+
+    @contextmanager
+    def _graceful_interrupt(self) -> Iterator[None]:
+        """First Ctrl-C: finish the current step, save, stop. A second one stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: object) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load weights, turning a shape or key mismatch into a clear CheckpointError."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path} does not fit this model ({first})") from None
+
+
+def config_from_checkpoint(meta: dict[str, Any], path: Path,
+                           host: PluginHost | None = None) -> RunConfig:
+    try:
+        return parse_run(meta["config"], source=f"{path} (stored configuration)", host=host)
+    except KeyError:
+        raise CheckpointError(f"{path} has no stored configuration") from None
+
+
+def _check_finite(loss: float, progress: Progress) -> None:
+    if not math.isfinite(loss):
+        raise DivergedError(f"training diverged: the loss is {loss} at step {progress.step} "
+                            f"(epoch {progress.epoch + 1}); try a lower lr or another schedule")
