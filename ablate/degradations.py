@@ -21,10 +21,17 @@ class DegradationProcess(ABC):
     def loss(self, model: nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The training loss on a batch of clean images, as a scalar tensor (no host sync)."""
 
+    samplers: tuple[str, ...] = ()
+    """Names of the samplers ``sample`` accepts; the first is the default."""
+
     @abstractmethod
-    def sample(self, model: nn.Module, shape: tuple[int, ...],
-               generator: torch.Generator) -> torch.Tensor:
-        """Draw images of ``shape`` in the data range with this degradation's own sampler."""
+    def sample(self, model: nn.Module, shape: tuple[int, ...], generator: torch.Generator, *,
+               sampler: str | None = None, steps: int | None = None) -> torch.Tensor:
+        """Draw images of ``shape`` in the data range.
+
+        ``sampler`` picks one of ``samplers`` (None: the default) and ``steps`` the number of
+        network evaluations where the sampler can skip steps (None: all T).
+        """
 
 
 @dataclass(frozen=True)

@@ -68,4 +68,8 @@ def epoch_end(run: RunInfo, metrics: dict[str, Any]) -> None:
 
 @hookspec
 def run_end(run: RunInfo, status: str) -> None:
-    """Called once when a run stops; ``status`` is ``completed``, ``interrupted`` or ``failed``."""
+    """Called once when a run stops.
+
+    ``status`` is ``completed``, ``interrupted`` (Ctrl-C; resumable), ``stopped`` (ended early
+    by its caller, e.g. a pruned trial) or ``failed``.
+    """

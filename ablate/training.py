@@ -12,7 +12,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,13 @@ class Interrupted(AblateError):
     """The user stopped the run; its state was saved and ``--resume`` continues it."""
 
     exit_code = 130
+
+
+class EarlyStop(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by an epoch callback to end a run early (a pruned study trial, say)."""
+
+
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
 class Reporter(Protocol):
@@ -126,8 +133,12 @@ class Trainer:
     """Trains one configuration into an output folder."""
 
     def __init__(self, config: RunConfig, output_dir: Path, *, host: PluginHost | None = None,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None,
+                 epoch_callback: EpochCallback | None = None) -> None:
+        """``epoch_callback`` sees each epoch's record after it is logged and checkpointed; it
+        may raise ``EarlyStop`` to end the run there."""
         self.config = config
+        self.epoch_callback = epoch_callback
         self.paths = RunPaths(Path(output_dir))
         self.host = host or default_host()
         self.reporter = reporter or SilentReporter()
@@ -171,6 +182,9 @@ class Trainer:
             status = "completed"
         except Interrupted:
             status = "interrupted"
+            raise
+        except EarlyStop:
+            status = "stopped"
             raise
         finally:
             self.reporter.stop()
@@ -245,6 +259,8 @@ class Trainer:
         self.reporter.epoch(record)
         if last or progress.epoch % config.checkpoint_every == 0:
             self._save(parts, optimizer, data_rng, noise_rng, progress)
+        if self.epoch_callback is not None:
+            self.epoch_callback(record)
 
     def sample_grid(self, parts: Assembly, epoch: int) -> Path:
         """Samples from fixed noise (the run's seed), so grids of different epochs compare."""

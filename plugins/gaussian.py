@@ -44,9 +44,11 @@ class GaussianProcess(DegradationProcess):
         eps_hat = model(z_t, t.float() / self.T)
         return F.mse_loss(eps_hat, eps)
 
+    samplers = ("ancestral",)
+
     @torch.no_grad()
-    def sample(self, model: nn.Module, shape: tuple[int, ...],
-               generator: torch.Generator) -> torch.Tensor:
+    def sample(self, model: nn.Module, shape: tuple[int, ...], generator: torch.Generator, *,
+               sampler: str | None = None, steps: int | None = None) -> torch.Tensor:
         # Algorithm 2 of Ho et al. (2020) with sigma_t^2 = beta_t.
         was_training = model.training
         model.eval()
