@@ -81,14 +81,16 @@ def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """List every installed component, the plugin providing it and its parameters."""
+    from ablate.components import suggest
+    from ablate.errors import ConfigError
     from ablate.plugin_host import default_host
     from ablate.plugin_listing import describe, render
     from ablate.registry import FAMILIES
 
     with reported_errors():
         if family is not None and family not in FAMILIES:
-            raise AblateError(f"unknown family {family!r}; choose one of "
-                              f"{', '.join(FAMILIES)}")
+            raise ConfigError(f"unknown family {family!r}", key="--family",
+                              hint=suggest(family, FAMILIES) or f"one of {', '.join(FAMILIES)}")
         listing = describe(default_host(), family)
         if as_json:
             typer.echo(json.dumps(listing, indent=2))

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up ablate from nothing: a virtual environment in .venv holding PyTorch, ablate (editable)
+# and its test tools. Safe to run again: it only installs what is missing.
+#   --system   also install the Debian packages the end-to-end tests use (needs root + apt-get)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--system" ]]; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        if ! command -v chromium >/dev/null; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        fi
+    else
+        echo "setup: not root or no apt-get: skipping Debian packages (browser tests will skip)" >&2
+    fi
+fi
+
+python=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# PyTorch first, pinned: on the project's machines pip takes it from the local disk copy.
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+    "${pip[@]}" install torch==2.14.1 torchvision==0.29.1
+fi
+"${pip[@]}" install -e ".[test]"

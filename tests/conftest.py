@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny, fast run configurations on the bundled MNIST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ablate.config import RunConfig, parse_run
+
+TINY_RUN: dict[str, Any] = {
+    "T": 20,
+    "steps": 12,
+    "batch_size": 16,
+    "subset": 64,
+    "grid_size": 4,
+    "device": "cpu",
+    "decoder": {"name": "cnn", "channels": [4, 8], "time_hidden": 16},
+}
+
+
+def tiny_config(**overrides: Any) -> RunConfig:
+    """A configuration that trains in a second or two on two CPU cores."""
+    return parse_run({**TINY_RUN, **overrides}, source="test")
+
+
+@pytest.fixture
+def tiny_run_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(
+        "[run]\nT = 20\nsteps = 12\nbatch_size = 16\nsubset = 64\ngrid_size = 4\n"
+        'device = "cpu"\n\n[run.decoder]\nname = "cnn"\nchannels = [4, 8]\ntime_hidden = 16\n',
+        encoding="utf-8",
+    )
+    return path
