@@ -37,16 +37,18 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue the run in the output folder")] = False,
 ) -> None:
     """Train one configuration: log metrics, write sample grids and checkpoints."""
-    from ablate.config import load_run_file
     from ablate.progress_display import RichReporter
+    from ablate.run_file import load_run_file
     from ablate.training import Trainer
 
     with reported_errors():
-        config = load_run_file(run_file)
+        spec = load_run_file(run_file)
+        config = spec.run
         for warning in config.schedule.check(config.T):
             errors.print(f"[yellow]warning:[/] {run_file}: run.schedule: {warning}")
         output_dir = output or Path("runs") / run_file.stem
-        trainer = Trainer(config, output_dir, reporter=RichReporter(console))
+        trainer = Trainer(config, output_dir, reporter=RichReporter(console),
+                          evaluation=spec.evaluation)
         console.print(f"training [bold]{run_file}[/] on {trainer.device} into {output_dir}")
         result = trainer.run(resume=resume)
         last = result.metrics[-1]

@@ -95,16 +95,6 @@ def check_keys(table: Mapping[str, Any], allowed: list[str], *, source: str | No
                               hint=f"{hint} {valid}" if hint else valid)
 
 
-def load_run_file(path: Path, host: PluginHost | None = None) -> RunConfig:
-    """Read and validate a run file (a ``[run]`` table)."""
-    data = read_toml(path)
-    check_keys(data, ["run"], source=str(path), key=None)
-    if "run" not in data:
-        raise ConfigError("no [run] table", source=str(path),
-                          hint="a run file needs a [run] table; see configs/coursework.toml")
-    return parse_run(data["run"], source=str(path), host=host)
-
-
 def parse_run(table: Any, *, source: str | None, key: str = "run",
               host: PluginHost | None = None) -> RunConfig:
     """Build a RunConfig from a ``[run]`` table, checking every key, type and bound."""

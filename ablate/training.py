@@ -35,6 +35,7 @@ from ablate.config import RunConfig, parse_run
 from ablate.datasets import to_model_range
 from ablate.device import resolve_device
 from ablate.errors import AblateError, CheckpointError
+from ablate.eval_config import EvalConfig
 from ablate.grids import save_grid
 from ablate.plugin_host import PluginHost, default_host
 from ablate.run_info import RunInfo
@@ -133,11 +134,13 @@ class Trainer:
     """Trains one configuration into an output folder."""
 
     def __init__(self, config: RunConfig, output_dir: Path, *, host: PluginHost | None = None,
-                 reporter: Reporter | None = None,
+                 reporter: Reporter | None = None, evaluation: EvalConfig | None = None,
                  epoch_callback: EpochCallback | None = None) -> None:
-        """``epoch_callback`` sees each epoch's record after it is logged and checkpointed; it
-        may raise ``EarlyStop`` to end the run there."""
+        """``evaluation`` scores samples into the epoch records (see ``[eval]``);
+        ``epoch_callback`` sees each epoch's record after it is logged and checkpointed and may
+        raise ``EarlyStop`` to end the run there."""
         self.config = config
+        self.evaluation = evaluation
         self.epoch_callback = epoch_callback
         self.paths = RunPaths(Path(output_dir))
         self.host = host or default_host()
@@ -254,6 +257,9 @@ class Trainer:
         progress.batch, progress.loss_sum, progress.epoch_seconds = 0, 0.0, 0.0
         if last or (config.sample_every and progress.epoch % config.sample_every == 0):
             record["grid"] = str(self.sample_grid(parts, progress.epoch))
+        evaluation = self.evaluation
+        if evaluation and (last or (evaluation.every and progress.epoch % evaluation.every == 0)):
+            record.update(self._evaluate(parts))
         metrics_log.append(self.paths.metrics, record)
         self.host.hook.epoch_end(run=info, metrics=record)
         self.reporter.epoch(record)
@@ -263,11 +269,32 @@ class Trainer:
             self.epoch_callback(record)
 
     def sample_grid(self, parts: Assembly, epoch: int) -> Path:
-        """Samples from fixed noise (the run's seed), so grids of different epochs compare."""
+        """Samples from fixed noise (the run's seed), so grids of different epochs compare.
+
+        With an ``[eval]`` table the grid uses its (usually faster) sampler and steps.
+        """
         generator = torch.Generator(self.device).manual_seed(self.config.seed)
         shape = (self.config.grid_size, *parts.image_shape)
-        samples = parts.process.sample(parts.averager.sampling_model(), shape, generator)
+        sampler = self.evaluation.sampler if self.evaluation else None
+        steps = self.evaluation.steps if self.evaluation else None
+        samples = parts.process.sample(parts.averager.sampling_model(), shape, generator,
+                                       sampler=sampler, steps=steps)
         return save_grid(samples, self.config.scaling, self.paths.grid(epoch))
+
+    def _evaluate(self, parts: Assembly) -> dict[str, float]:
+        """Metric values with their 95% intervals, flattened into record keys."""
+        from ablate.evaluation import evaluate
+
+        ev = self.evaluation
+        started = time.perf_counter()
+        values = evaluate(parts, ev.metrics, ev.samples, sampler=ev.sampler, steps=ev.steps,
+                          seed=ev.seed, host=self.host)
+        record: dict[str, float] = {}
+        for name, value in values.items():
+            record.update({name: value.value, f"{name}_low": value.low,
+                           f"{name}_high": value.high, f"{name}_n": value.n})
+        record["eval_seconds"] = time.perf_counter() - started
+        return record
 
     def _start_fresh(self, resume: bool) -> None:
         if (self.paths.metrics.exists() or self.paths.checkpoint.exists()) and not resume:

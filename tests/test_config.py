@@ -8,7 +8,8 @@ import pytest
 from ablate_builtins.cnn import Cnn
 from ablate_builtins.linear import Linear
 
-from ablate.config import load_run_file, parse_run
+from ablate.config import parse_run
+from ablate.run_file import load_run_file
 from ablate.errors import ConfigError
 
 
