@@ -9,8 +9,8 @@ from ablate_builtins.cnn import Cnn
 from ablate_builtins.linear import Linear
 
 from ablate.config import parse_run
-from ablate.run_file import load_run_file
 from ablate.errors import ConfigError
+from ablate.run_file import load_run_file
 
 
 def test_defaults_are_the_coursework_ddpm():
