@@ -77,6 +77,23 @@ def sample(
         console.print(f"wrote {output}")
 
 
+@app.command("ema-reconstruct", rich_help_panel="Runs")
+def ema_reconstruct(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint of a run with ema = power")],
+    sigma_rel: Annotated[float, typer.Option(
+        "--sigma-rel", help="relative width of the EMA to reconstruct, in (0, 0.2887)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="checkpoint to write")],
+) -> None:
+    """Post-hoc EMA: write a copy of a checkpoint whose averaged weights have another width."""
+    from ablate.posthoc import rewrite_checkpoint
+
+    with reported_errors():
+        done = rewrite_checkpoint(checkpoint, sigma_rel, output)
+        console.print(f"wrote {output}: EMA sigma_rel {sigma_rel} at step {done.step} from "
+                      f"{done.averages} stored averages (profile error "
+                      f"{100 * done.profile_error:.2f}%)")
+
+
 @app.command("list-plugins", rich_help_panel="Plugins")
 def list_plugins(
     family: Annotated[str | None, typer.Option(help="only this family")] = None,

@@ -1,8 +1,9 @@
-"""EMA strategies ``none`` and ``ema`` (constant decay after a warm-up)."""
+"""EMA strategies ``none``, ``ema`` (constant decay after a warm-up), ``warmup`` (growing decay)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,23 +50,57 @@ class Ema(EmaStrategy):
     warmup_steps: int = param(100, "steps during which the average just copies the weights", ge=0)
 
     def build(self, model: nn.Module) -> Averager:
-        return ExponentialAverage(model, self.decay, self.warmup_steps)
+        return ExponentialAverage(model, self.decay_at)
+
+    def decay_at(self, step: int) -> float:
+        """0 (a plain copy) during the warm-up, then the constant decay."""
+        return 0.0 if step <= self.warmup_steps else self.decay
+
+
+@dataclass(frozen=True)
+class WarmupEma(EmaStrategy):
+    """diffusers' EMA warm-up: decay 1 - (1 + n / inv_gamma)^-power after n updates, bounded."""
+
+    name = "warmup"
+    inv_gamma: float = param(1.0, "time scale of the warm-up, in steps", gt=0)
+    power: float = param(2 / 3, "growth exponent: 2/3 suits runs of ~1M steps, 3/4 shorter ones",
+                         gt=0)
+    min_decay: float = param(0.0, "lower bound of the decay", ge=0, lt=1)
+    max_decay: float = param(0.9999, "upper bound of the decay (reached late in training)",
+                             ge=0, lt=1)
+
+    def validate(self) -> None:
+        if self.min_decay > self.max_decay:
+            raise ValueError(f"min_decay ({self.min_decay}) must not exceed max_decay "
+                             f"({self.max_decay})")
+
+    def build(self, model: nn.Module) -> Averager:
+        return ExponentialAverage(model, self.decay_at)
+
+    def decay_at(self, step: int) -> float:
+        """Decay of update ``step`` (1-based). As in diffusers' EMAModel, n = step - 1 counts the
+        updates before this one, so the first update copies the weights unless min_decay > 0."""
+        n = step - 1
+        decay = 1.0 - (1.0 + n / self.inv_gamma) ** -self.power
+        return min(max(decay, self.min_decay), self.max_decay)
 
 
 class ExponentialAverage(Averager):
-    def __init__(self, model: nn.Module, decay: float, warmup_steps: int) -> None:
-        self.decay = decay
-        self.warmup_steps = warmup_steps
+    """theta_ema <- d theta_ema + (1 - d) theta with the decay d = decay_at(step) of each step."""
+
+    def __init__(self, model: nn.Module, decay_at: Callable[[int], float]) -> None:
+        self.decay_at = decay_at
         self.average = copy.deepcopy(model).requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         averaged = list(self.average.parameters())
         live = [p.detach() for p in model.parameters()]
-        if step <= self.warmup_steps:
+        decay = self.decay_at(step)
+        if decay == 0.0:
             torch._foreach_copy_(averaged, live)
         else:
-            torch._foreach_lerp_(averaged, live, 1.0 - self.decay)
+            torch._foreach_lerp_(averaged, live, 1.0 - decay)
         for mine, theirs in zip(self.average.buffers(), model.buffers(), strict=True):
             mine.copy_(theirs)
 
@@ -83,3 +118,4 @@ class ExponentialAverage(Averager):
 def register_ema_strategies(register) -> None:
     register(NoEma)
     register(Ema)
+    register(WarmupEma)
