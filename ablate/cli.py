@@ -115,3 +115,30 @@ def list_plugins(
             typer.echo(json.dumps(listing, indent=2))
         else:
             render(listing, console)
+
+
+schedules_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                            help="Noise schedules: look at them before training with them.")
+app.add_typer(schedules_app, name="schedules", rich_help_panel="Plugins")
+
+
+@schedules_app.command("plot")
+def schedules_plot(
+    specs: Annotated[list[str], typer.Argument(
+        metavar="SCHEDULE",
+        help="schedules to compare, each with optional parameters, e.g. linear "
+             "cosine:s=0.02 constant:beta=0.01,zero_terminal_snr=true")],
+    T: Annotated[int, typer.Option("--T", min=1, help="number of diffusion steps")] = 1000,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write")] = Path(
+        "schedules.png"),
+) -> None:
+    """Plot alpha_bar_t and log-SNR against t/T for several schedules on one figure."""
+    from ablate.plugin_host import default_host
+    from ablate.schedule_plot import plot_curves, schedule_curves
+
+    with reported_errors():
+        curves, warnings = schedule_curves(specs, T, default_host())
+        for warning in warnings:
+            errors.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        plot_curves(curves, T, output)
+        console.print(f"wrote {output}")

@@ -71,14 +71,19 @@ class ParamInfo:
 
 
 def param_infos(cls: type[Component]) -> list[ParamInfo]:
-    """The declared parameters of a component class, in declaration order."""
+    """The declared parameters: the component's own first, then those its family base adds."""
     hints = typing.get_type_hints(cls)
     infos = []
-    for f in dataclasses.fields(cls):
+    for f in sorted(dataclasses.fields(cls), key=lambda f: _declared_by_core(cls, f.name)):
         default = f.default if f.default is not _MISSING else None
         infos.append(ParamInfo(f.name, hints[f.name], _plain(default), f.metadata.get("help", ""),
                                f.metadata.get("bounds", {})))
     return infos
+
+
+def _declared_by_core(cls: type, name: str) -> bool:
+    owner = next(c for c in cls.__mro__ if name in inspect.get_annotations(c))
+    return owner.__module__.startswith("ablate.")
 
 
 def build_component(cls: type[Component], values: Mapping[str, Any], *, source: str | None,

@@ -24,7 +24,7 @@ class Linear(NoiseSchedule):
             raise ValueError(f"beta_min ({self.beta_min}) must not exceed beta_max "
                              f"({self.beta_max})")
 
-    def betas(self, T: int) -> torch.Tensor:
+    def raw_betas(self, T: int) -> torch.Tensor:
         # beta_t = beta_min + (beta_max - beta_min) * t / T for t = 1..T (the coursework's form)
         t = torch.arange(1, T + 1, dtype=torch.float64)
         return self.beta_min + (self.beta_max - self.beta_min) * t / T

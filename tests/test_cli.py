@@ -54,8 +54,9 @@ def test_list_plugins_table_and_json():
                                              "schedule"]).output)
     assert list(listing["families"]) == ["schedule"]
     linear = next(c for c in listing["families"]["schedule"] if c["name"] == "linear")
-    assert linear["parameters"][0] == {"name": "beta_min", "type": "float", "default": 1e-4,
-                                       "help": linear["parameters"][0]["help"]}
+    beta_min = linear["parameters"][0]
+    assert beta_min == {"name": "beta_min", "type": "float", "default": 1e-4,
+                        "help": beta_min["help"]}
     assert linear["source"].startswith("built-in")
 
 

@@ -20,7 +20,7 @@ class Constant(NoiseSchedule):
     name = "test-constant"
     beta: float = 0.01
 
-    def betas(self, T):
+    def raw_betas(self, T):
         import torch
 
         return torch.full((T,), self.beta, dtype=torch.float64)
