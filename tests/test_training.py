@@ -34,7 +34,12 @@ def test_run_writes_resolved_config_metrics_grid_and_checkpoint(tmp_path: Path):
     result = Trainer(config, tmp_path / "run").run()
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["run"] == config.to_dict()
-    assert stored["run"]["schedule"] == {"name": "linear", "beta_min": 1e-4, "beta_max": 0.02}
+    assert stored["run"]["schedule"] == {
+        "name": "linear",
+        "beta_min": 1e-4,
+        "beta_max": 0.02,
+        "zero_terminal_snr": False,
+    }
     assert [r["epoch"] for r in result.metrics] == [1, 2, 3]
     assert {"loss", "step", "images_per_s", "train_seconds"} <= set(result.metrics[-1])
     assert Path(result.metrics[-1]["grid"]).is_file()
