@@ -21,6 +21,16 @@ class DegradationProcess(ABC):
     def loss(self, model: nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The training loss on a batch of clean images, as a scalar tensor (no host sync)."""
 
+    def fit(self, x0: torch.Tensor) -> None:  # noqa: B027 - optional: most learn nothing
+        """Learn from the training images (model range) before training, e.g. a prior."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What ``fit`` learnt, saved with the checkpoint (empty when it learns nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:  # noqa: B027 - as fit
+        """Restore what ``state_dict`` returned."""
+
     samplers: tuple[str, ...] = ()
     """Names of the samplers ``sample`` accepts; the first is the default."""
 

@@ -25,6 +25,7 @@ def load_trained(path: Path, *, device: str | None = None,
     parts = assemble(config, (shape[0], shape[1], shape[2]),
                      resolve_device(device or config.device))
     load_model_state(parts.model, unprefixed("model", tensors), path)
+    parts.process.load_state_dict(unprefixed("process", tensors))
     try:
         parts.averager.load_state_dict(unprefixed("ema", tensors))
     except (RuntimeError, KeyError) as exc:

@@ -163,6 +163,7 @@ class Trainer:
             metrics_log.keep_epochs_up_to(self.paths.metrics, progress.epoch)
         else:
             self._start_fresh(resume)
+            parts.process.fit(to_model_range(images, config.scaling))
         info = RunInfo(config, self.paths.root, str(self.device), parts.parameter_count)
         self.host.hook.run_start(run=info)
         self.reporter.start(total_steps, progress.step)
@@ -311,6 +312,7 @@ class Trainer:
         tensors = {
             **prefixed("model", parts.model.state_dict()),
             **prefixed("ema", parts.averager.state_dict()),
+            **prefixed("process", parts.process.state_dict()),
             **prefixed("optim", optim_tensors),
             "rng.data": data_rng.get_state(),
             "rng.noise": noise_rng.get_state(),
@@ -328,6 +330,7 @@ class Trainer:
                                   f"configuration; resume with the run file that started it")
         load_model_state(parts.model, unprefixed("model", tensors), self.paths.checkpoint)
         parts.averager.load_state_dict(unprefixed("ema", tensors))
+        parts.process.load_state_dict(unprefixed("process", tensors))
         optimizer.load_state_dict(optimizer_from_flat(unprefixed("optim", tensors),
                                                       meta["optimizer"]))
         data_rng.set_state(tensors["rng.data"])

@@ -1,4 +1,9 @@
-"""The ``cnn`` decoder: the coursework's 5-layer CNN with a sinusoidal time encoding."""
+"""The ``cnn`` decoder: the coursework's 5-layer CNN with a sinusoidal time encoding, and presets.
+
+A preset names a list of hidden channels. ``coursework`` (the default) is the coursework's CNN,
+whose channels were always a free parameter, so explicit ``channels`` refine it; any other preset
+fixes the channels, and giving different ``channels`` with it is a validation error.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +18,39 @@ import ablate
 from ablate.components import param
 from ablate.decoders import Decoder
 
+PRESETS: dict[str, tuple[int, ...]] = {
+    "coursework": (16, 32, 32, 16),
+    "wide": (64, 128, 256, 128, 64),
+}
+"""Hidden channels of each preset."""
+
 
 @dataclass(frozen=True)
 class Cnn(Decoder):
     """The coursework CNN: 7x7 convs 16-32-32-16, LayerNorm, GELU, time MLP (291,217 params)."""
 
     name = "cnn"
-    channels: tuple[int, ...] = param((16, 32, 32, 16), "hidden channels of the conv blocks")
+    channels: tuple[int, ...] | None = param(
+        None, "hidden channels of the conv blocks; unset = the preset's")
+    preset: Literal["coursework", "wide"] = param(
+        "coursework", "coursework = 16-32-32-16 (channels may refine it); wide = 64-128-256-128-64")
     kernel_size: int = param(7, "kernel of the hidden conv blocks (odd)", ge=1)
     norm: Literal["layer", "group", "none"] = param(
         "layer", "normalisation after each conv: LayerNorm over (C, H, W), GroupNorm, or none")
     time_frequencies: int = param(16, "sinusoidal frequencies of the t/T encoding", ge=1)
     time_hidden: int = param(128, "width of the time MLP's three hidden layers", ge=1)
 
+    def __post_init__(self) -> None:
+        # Resolve unset channels to the preset's, so the resolved configuration records them.
+        if self.channels is None:
+            object.__setattr__(self, "channels", PRESETS[self.preset])
+
     def validate(self) -> None:
+        fixed = PRESETS[self.preset]
+        if self.preset != "coursework" and self.channels != fixed:
+            raise ValueError(f"channels {list(self.channels)} conflict with preset "
+                             f"{self.preset!r}, which sets {list(fixed)}: remove channels, or use "
+                             f"preset = 'coursework' to choose channels freely")
         if not self.channels or any(c < 1 for c in self.channels):
             raise ValueError(f"channels must be a non-empty list of positive integers, "
                              f"got {list(self.channels)}")
