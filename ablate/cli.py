@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ablate.errors import AblateError
 
@@ -25,7 +26,7 @@ def reported_errors():
     try:
         yield
     except AblateError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -92,6 +93,85 @@ def ema_reconstruct(
         console.print(f"wrote {output}: EMA sigma_rel {sigma_rel} at step {done.step} from "
                       f"{done.averages} stored averages (profile error "
                       f"{100 * done.profile_error:.2f}%)")
+
+
+@app.command(rich_help_panel="Evaluation")
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint written by ablate train")],
+    metrics: Annotated[str, typer.Option(
+        help="comma-separated metric plugins (ablate list-plugins --family metric)")] = (
+        "fid,kid,precision,recall,classifier_score"),
+    n: Annotated[int, typer.Option("-n", min=2, help="samples to draw and score")] = 2000,
+    sampler: Annotated[str | None, typer.Option(
+        help="the degradation's sampler (default: the run's)")] = None,
+    steps: Annotated[int | None, typer.Option(
+        min=1, help="sampling steps where the sampler can skip (default: the run's)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the sampling noise and bootstrap")] = 0,
+    device: Annotated[str | None, typer.Option(help="device (default: the run's)")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json-out", help="also write the values as JSON to this file")] = None,
+) -> None:
+    """Score a checkpoint's samples: each metric with its 95% bootstrap interval."""
+    from rich.table import Table
+
+    from ablate.atomic import write_text_atomic
+    from ablate.evaluation import evaluate as score
+    from ablate.sampling import load_trained
+
+    with reported_errors():
+        parts = load_trained(checkpoint, device=device)
+        names = [name.strip() for name in metrics.split(",") if name.strip()]
+        with console.status(f"sampling {n} images and scoring {', '.join(names)}"):
+            values = score(parts, names, n, sampler=sampler, steps=steps, seed=seed)
+        console.print(f"{checkpoint}: {n} samples, seed {seed}")
+        table = Table()
+        for column in ("metric", "value", "95% interval", "n"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for key, v in values.items():
+            table.add_row(key, f"{v.value:.4g}", f"{v.low:.4g} .. {v.high:.4g}", str(v.n))
+        console.print(table)
+        if json_out is not None:
+            record = {"checkpoint": str(checkpoint), "n": n, "sampler": sampler, "steps": steps,
+                      "seed": seed, "metrics": {k: vars(v) for k, v in values.items()}}
+            write_text_atomic(json_out, json.dumps(record, indent=2) + "\n")
+            console.print(f"wrote {json_out}")
+
+
+@app.command("features-train", rich_help_panel="Evaluation")
+def features_train(
+    dataset: Annotated[str, typer.Option(help="dataset plugin whose network to train")] = "mnist",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="folder for NAME.safetensors and NAME.json (default: the "
+                               "bundled feature_nets folder)")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="passes over the training split")] = 6,
+    seed: Annotated[int, typer.Option(help="seeds initial weights and data order")] = 0,
+    subset: Annotated[int, typer.Option(
+        min=0, help="train on the first N training images only; 0 = all")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "cpu",
+) -> None:
+    """Train the feature network that FID, KID, precision, recall and classifier_score use."""
+    from ablate import features
+    from ablate.components import suggest
+    from ablate.device import resolve_device
+    from ablate.errors import ConfigError
+    from ablate.plugin_host import default_host
+
+    with reported_errors():
+        registry = default_host().registry
+        cls = registry.get("dataset", dataset)
+        if cls is None:
+            known = registry.names("dataset")
+            raise ConfigError(f"unknown dataset {dataset!r}", key="--dataset",
+                              hint=suggest(dataset, known) or f"installed: {', '.join(known)}")
+        recipe = features.Recipe(seed=seed, epochs=epochs, subset=subset)
+        folder = output or features.bundled_dir()
+        tensors, record = features.train(
+            cls(), recipe, resolve_device(device),
+            on_epoch=lambda e, loss: console.print(f"epoch {e}/{epochs}: loss {loss:.4f}"))
+        weights = features.save(tensors, record, folder)
+        console.print(f"test accuracy {record['test_accuracy']:.2%}; wrote {weights}")
+        if output is not None:
+            console.print(f"metrics find it when {features.SEARCH_ENV} includes {output}")
 
 
 @app.command("list-plugins", rich_help_panel="Plugins")

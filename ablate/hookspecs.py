@@ -51,6 +51,11 @@ def register_ema_strategies(register: Register) -> None:
     """Register EMA-strategy classes (subclasses of ``ablate.ema.EmaStrategy``)."""
 
 
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register sample-quality metric classes (subclasses of ``ablate.metrics.Metric``)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Run lifecycle: observers, called by the training engine
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from ablate.decoders import Decoder
 from ablate.degradations import Degradation
 from ablate.ema import EmaStrategy
 from ablate.errors import PluginError
+from ablate.metrics import Metric
 from ablate.schedules import NoiseSchedule
 
 
@@ -32,6 +33,7 @@ FAMILIES: dict[str, Family] = {
         Family("decoder", Decoder, "register_decoders"),
         Family("degradation", Degradation, "register_degradations"),
         Family("ema", EmaStrategy, "register_ema_strategies"),
+        Family("metric", Metric, "register_metrics"),
     )
 }
 
