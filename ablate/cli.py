@@ -222,3 +222,88 @@ def schedules_plot(
             errors.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         plot_curves(curves, T, output)
         console.print(f"wrote {output}")
+
+
+@app.command("run", rich_help_panel="Studies")
+def run_study_file(
+    study_file: Annotated[Path, typer.Argument(
+        help="TOML file with \\[study], \\[run], \\[search] (and \\[eval]) tables")],
+    n_trials: Annotated[int | None, typer.Option(
+        "--n-trials", min=1, help="the study's total trial budget (overrides \\[study] trials)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="the study's total time budget in seconds (overrides \\[study] "
+                                 "timeout)")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="database URL of the study (overrides \\[study] storage)")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="print the resolved plan and search space; train nothing")] = False,
+) -> None:
+    """Create or resume an Optuna study and train trials until its global budget is spent."""
+    from ablate.study import StudyError, load_existing, remaining, run_study
+    from ablate.study_config import load_study_file
+    from ablate.study_display import StudyDisplay, render_plan, render_table, trial_rows
+
+    with reported_errors():
+        spec = load_study_file(study_file, storage=storage, trials=n_trials, timeout=timeout)
+        if dry_run:
+            try:
+                existing, _ = load_existing(spec)
+                done = len(existing.get_trials(deepcopy=False))
+            except StudyError:
+                done = None
+            render_plan(spec, console, done=done)
+            return
+        study = run_study(spec, StudyDisplay(console))
+        _, storage_ = load_existing(spec)
+        render_table(spec, trial_rows(spec, study, storage_), console)
+        if remaining(spec, study).spent:
+            console.print("the study's budget is spent; raise --n-trials or --timeout to "
+                          "continue it")
+
+
+@app.command("show", rich_help_panel="Studies")
+def show_study(
+    study_file: Annotated[Path, typer.Argument(help="the study file given to ablate run")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the trials as JSON")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print the trials as CSV")] = False,
+    storage: Annotated[str | None, typer.Option(
+        help="database URL of the study (overrides \\[study] storage)")] = None,
+) -> None:
+    """Show a study's trials sorted by the objective, with parameters and artifact folders."""
+    from ablate.errors import ConfigError
+    from ablate.study import load_existing
+    from ablate.study_config import load_study_file
+    from ablate.study_display import render_table, rows_csv, rows_json, trial_rows
+
+    with reported_errors():
+        if as_json and as_csv:
+            raise ConfigError("choose one of --json and --csv", key="--csv")
+        spec = load_study_file(study_file, storage=storage)
+        study, storage_ = load_existing(spec)
+        rows = trial_rows(spec, study, storage_)
+        if as_json:
+            typer.echo(rows_json(rows))
+        elif as_csv:
+            typer.echo(rows_csv(spec, rows), nl=False)
+        else:
+            render_table(spec, rows, console)
+
+
+@app.command("dashboard", rich_help_panel="Studies")
+def dashboard(
+    study_file: Annotated[Path, typer.Argument(help="the study file given to ablate run")],
+    host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine "
+                                           "only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8080,
+    storage: Annotated[str | None, typer.Option(
+        help="database URL of the study (overrides \\[study] storage)")] = None,
+) -> None:
+    """Serve optuna-dashboard on a study: trials, plots and artifacts (grids, curves)."""
+    from ablate.dashboard import serve
+    from ablate.study_config import load_study_file
+
+    with reported_errors():
+        spec = load_study_file(study_file, storage=storage)
+        serve(spec, host, port, lambda url: console.print(
+            f"optuna-dashboard for study {spec.name}: {url} (Ctrl-C stops it)", soft_wrap=True))

@@ -1,0 +1,463 @@
+"""Running a study: create or resume the Optuna study, train each trial with the Trainer, report
+its objective per epoch for pruning, record attributes and artifacts, keep the global budget.
+
+Outcomes (the ``outcome`` user attribute of every trial):
+
+- ``completed`` / ``pruned``: Optuna states COMPLETE / PRUNED;
+- ``diverged``: the loss became NaN or infinite; FAIL with the reason;
+- ``failed``: the run finished without a finite objective (NaN samples, say); FAIL with it;
+- ``rejected`` (a constraint fails) and ``invalid`` (the point fails the components' own checks):
+  FAIL before any training, reason recorded;
+- ``interrupted``: Ctrl-C (or a process that stopped sending heartbeats). FAIL with the reason;
+  the same point is enqueued again with the same seed and run folder, so the next ``ablate run``
+  resumes it from its last checkpoint instead of starting over.
+
+Budget: ``trials`` counts trials that trained (completed, pruned, diverged, failed) over every
+invocation; ``timeout`` counts the wall time of every finished trial. A trial that starts within
+the budget finishes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+import ablate
+from ablate import __version__, metrics_log
+from ablate.config import DEFAULT_COMPONENTS, RunConfig
+from ablate.errors import AblateError, ConfigError
+from ablate.plugin_host import PluginHost
+from ablate.run_info import RunInfo
+from ablate.study_artifacts import TrialArtifacts, artifact_store
+from ablate.study_config import StudySpec
+from ablate.training import DivergedError, EarlyStop, Interrupted, Reporter, Trainer
+
+COUNTED = ("completed", "pruned", "diverged", "failed")
+MAX_CONSECUTIVE_REJECTIONS = 100
+HEARTBEAT_SECONDS = 60
+GRACE_SECONDS = 180
+
+
+class StudyError(AblateError):
+    """The study cannot run as asked (changed definition, leftover files, hopeless constraints)."""
+
+    exit_code = 2
+
+
+class TrialFailed(Exception):
+    """A trial ended without a value; its ``outcome`` and ``reason`` are in its user attrs."""
+
+
+class StudyReporter(Reporter, Protocol):
+    """A Trainer reporter that is also told about the study's trials (see study_display)."""
+
+    def begin(self, spec: StudySpec, done: int, best: str | None) -> None: ...
+
+    def trial_started(self, number: int, params: Mapping[str, Any], label: str | None) -> None: ...
+
+    def trial_finished(self, trial: FrozenTrial, done: int, best: str | None) -> None: ...
+
+    def end(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What is left of the global budget."""
+
+    trials: int | None  # trials that may still start; None = no limit
+    seconds: float | None  # seconds of trial time left; None = no limit
+
+    @property
+    def spent(self) -> bool:
+        return (self.trials is not None and self.trials <= 0) or \
+            (self.seconds is not None and self.seconds <= 0)
+
+
+def open_storage(url: str, *, heartbeat: bool = False) -> optuna.storages.RDBStorage:
+    """The study database (created with its folder); with a heartbeat when trials will run."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        kwargs = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS,
+                  "heartbeat_stale_trial_callback": _retry_stale}
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    try:
+        with quiet_optuna():
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+    except Exception as exc:  # SQLAlchemy reports bad URLs and unreachable servers many ways
+        raise StudyError(f"cannot open the study storage {url}: {exc}") from None
+
+
+def load_existing(spec: StudySpec) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+    """The study of a study file, for show and dashboard; an error if it never ran."""
+    if spec.storage.startswith("sqlite:///") and \
+            not Path(spec.storage.removeprefix("sqlite:///")).exists():
+        raise StudyError(f"study {spec.name!r} has not run yet (no {spec.storage}); start it "
+                         f"with: ablate run {spec.path}")
+    storage = open_storage(spec.storage)
+    try:
+        with quiet_optuna():
+            return optuna.load_study(study_name=spec.name, storage=storage), storage
+    except KeyError:
+        raise StudyError(f"{spec.storage} holds no study named {spec.name!r}; start it with: "
+                         f"ablate run {spec.path}") from None
+
+
+def remaining(spec: StudySpec, study: optuna.Study) -> Budget:
+    trials = study.get_trials(deepcopy=False)
+    counted = sum(1 for t in trials if counts(t))
+    spent = sum(duration(t) for t in trials)
+    return Budget(None if spec.trials is None else spec.trials - counted,
+                  None if spec.timeout is None else spec.timeout - spent)
+
+
+def counts(trial: FrozenTrial) -> bool:
+    """Whether a trial uses up the trial budget: it trained, whatever came of it."""
+    return trial.user_attrs.get("outcome") in COUNTED or \
+        trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def duration(trial: FrozenTrial) -> float:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return 0.0
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def best_summary(spec: StudySpec, study: optuna.Study) -> str | None:
+    """'trial 3: fid 41.2' for one objective, the Pareto front's size for several."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if not complete:
+        return None
+    if spec.multi_objective:
+        return f"{len(study.best_trials)} trials on the Pareto front"
+    best = study.best_trial
+    return f"trial {best.number}: {spec.objectives[0].metric} {best.value:.4g}"
+
+
+def run_study(spec: StudySpec, display: StudyReporter) -> optuna.Study:
+    """Create or resume the study and run trials until the global budget is spent."""
+    storage = open_storage(spec.storage, heartbeat=True)
+    with quiet_optuna():
+        study = optuna.create_study(storage=storage, study_name=spec.name, load_if_exists=True,
+                                    directions=[o.direction for o in spec.objectives])
+        _adopt(spec, study)
+        existing = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(spec, offset=existing)
+        study.pruner = make_pruner(spec)
+        budget = remaining(spec, study)
+        display.begin(spec, _done(study), best_summary(spec, study))
+        if budget.spent:
+            display.end()
+            return study
+        runner = TrialRunner(spec, study, storage, display)
+        with _observing(spec.host, runner):
+            try:
+                study.optimize(runner, timeout=budget.seconds, callbacks=[runner.after_trial],
+                               catch=(TrialFailed,))
+            except Interrupted:
+                raise Interrupted(f"study {spec.name!r} interrupted; the running trial was "
+                                  f"saved and queued again: ablate run {spec.path} resumes "
+                                  f"it") from None
+            finally:
+                display.end()
+        if runner.rejections >= MAX_CONSECUTIVE_REJECTIONS:
+            raise StudyError(f"the last {runner.rejections} suggested points were all rejected "
+                             f"by the constraints or the components' checks; widen the search "
+                             f"ranges or relax {spec.path}'s constraints")
+    return study
+
+
+def make_sampler(spec: StudySpec, *, offset: int) -> optuna.samplers.BaseSampler:
+    """The sampler, seeded by the study seed plus the trials already run, so a resumed study
+    does not replay the first invocation's random draws (QMC instead continues its sequence)."""
+    options = spec.sampler.options
+    kwargs = options.kwargs()
+    if options.seeded:
+        kwargs["seed"] = spec.seed + (offset if options.reseeded else 0)
+    if spec.sampler.name == "grid":
+        return RetryAwareGrid(spec.space.grid(), **kwargs)
+    return getattr(optuna.samplers, options.optuna_class)(**kwargs)
+
+
+class RetryAwareGrid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for studies whose interrupted points are queued again.
+
+    A queued retry has no grid slot of its own (its first attempt used it), and GridSampler's
+    end-of-grid check assumes one; ``grid_done`` ends the study instead once every point ran.
+    """
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        if "retry_of" not in trial.user_attrs:
+            super().after_trial(study, trial, state, values)
+
+
+def grid_done(spec: StudySpec, study: optuna.Study) -> bool:
+    """Whether a grid study has run every point and has no retry waiting."""
+    if spec.sampler.name != "grid":
+        return False
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return False
+    ran = {tuple(sorted(t.params.items())) for t in trials if t.state.is_finished()}
+    grid = spec.space.grid()
+    names = sorted(grid)
+    return all(tuple(zip(names, values, strict=True)) in ran
+               for values in itertools.product(*(grid[n] for n in names)))
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    options = spec.pruner.options
+    return getattr(optuna.pruners, options.optuna_class)(**options.kwargs())
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """ablate reports trials itself: keep Optuna's log lines and warnings off the terminal."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", module="optuna")
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+class TrialRunner:
+    """The objective function: one trial trained, scored, recorded and uploaded."""
+
+    def __init__(self, spec: StudySpec, study: optuna.Study,
+                 storage: optuna.storages.BaseStorage, display: StudyReporter) -> None:
+        self.spec = spec
+        self.study = study
+        self.storage = storage
+        self.display = display
+        self.store = artifact_store(spec.artifacts_dir)
+        self.rejections = 0
+        self.parameter_count: int | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        spec = self.spec
+        seed = trial.user_attrs.get("seed", spec.trial_seed(trial.number))
+        point = spec.space.sample(trial)
+        label = trial.user_attrs.get("baseline") or spec.baseline_label(point)
+        if label is not None:
+            trial.set_user_attr("baseline", label)
+        self.display.trial_started(trial.number, point, label)
+        try:
+            config, evaluation = spec.resolve(point, seed)
+        except ConfigError as exc:
+            self._reject(trial, "invalid", f"{exc.key}: {exc.message}")
+        broken = spec.violated(config)
+        if broken is not None:
+            self._reject(trial, "rejected", f"violates {broken.text}")
+        self.rejections = 0
+        run_dir = Path(trial.user_attrs.get("run_dir") or
+                       spec.trials_dir / f"trial_{trial.number:04d}")
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("config", config.to_dict())
+        if evaluation is not None:
+            trial.set_user_attr("eval", evaluation.to_dict())
+        trial.set_user_attr("versions", versions(config, spec.host))
+        artifacts = TrialArtifacts(self.store, trial)
+        trainer = Trainer(config, run_dir, host=spec.host, reporter=self.display,
+                          evaluation=evaluation,
+                          epoch_callback=EpochReports(spec, trial, run_dir, artifacts,
+                                                      planned_steps(config)))
+        self.parameter_count = None
+        started = time.perf_counter()
+        try:
+            trainer.run(resume="retry_of" in trial.user_attrs)
+        except EarlyStop:
+            self._finish(trial, run_dir, artifacts, started, "pruned", None)
+            raise optuna.TrialPruned() from None
+        except DivergedError as exc:
+            self._finish(trial, run_dir, artifacts, started, "diverged", str(exc))
+            raise TrialFailed(str(exc)) from None
+        except (Interrupted, KeyboardInterrupt) as exc:
+            reason = str(exc) or "interrupted by the user"
+            self._finish(trial, run_dir, artifacts, started, "interrupted", reason)
+            enqueue_retry(self.study, trial.number, trial.params, trial.user_attrs)
+            raise
+        records = metrics_log.read(run_dir / "metrics.jsonl")
+        values = [objective_value(records, o.metric) for o in spec.objectives]
+        if any(v is None or not math.isfinite(v) for v in values):
+            reason = f"no finite {', '.join(o.metric for o in spec.objectives)} in the records"
+            self._finish(trial, run_dir, artifacts, started, "failed", reason)
+            raise TrialFailed(reason)
+        self._finish(trial, run_dir, artifacts, started, "completed", None)
+        return values[0] if len(values) == 1 else values
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.display.trial_finished(trial, _done(study), best_summary(self.spec, study))
+        left = remaining(self.spec, study).trials
+        if (left is not None and left <= 0) or grid_done(self.spec, study) or \
+                self.rejections >= MAX_CONSECUTIVE_REJECTIONS:
+            study.stop()
+
+    @ablate.hookimpl
+    def run_start(self, run: RunInfo) -> None:
+        self.parameter_count = run.parameter_count
+
+    def _reject(self, trial: optuna.Trial, outcome: str, reason: str) -> NoReturn:
+        self.rejections += 1
+        trial.set_user_attr("outcome", outcome)
+        trial.set_user_attr("reason", reason)
+        raise TrialFailed(reason)
+
+    def _finish(self, trial: optuna.Trial, run_dir: Path, artifacts: TrialArtifacts,
+                started: float, outcome: str, reason: str | None) -> None:
+        """Record what the run did and upload its files, whatever way it ended."""
+        records = metrics_log.read(run_dir / "metrics.jsonl")
+        artifacts.final(run_dir, records, [o.metric for o in self.spec.objectives])
+        trial.set_user_attr("outcome", outcome)
+        if reason is not None:
+            trial.set_user_attr("reason", reason)
+        trial.set_user_attr("wall_seconds", time.perf_counter() - started)
+        if self.parameter_count is not None:
+            trial.set_user_attr("parameter_count", self.parameter_count)
+        if records:
+            last = records[-1]
+            seconds = sum(r["train_seconds"] for r in records)
+            images = sum(r["images_per_s"] * r["train_seconds"] for r in records)
+            trial.set_user_attr("epochs", last["epoch"])
+            trial.set_user_attr("steps", last["step"])
+            trial.set_user_attr("train_seconds", seconds)
+            trial.set_user_attr("images_per_s", images / seconds if seconds > 0 else None)
+            for o in self.spec.objectives:
+                interval = confidence_interval(records, o.metric)
+                if interval is not None:
+                    trial.set_user_attr(f"{o.metric}_interval", interval)
+
+
+class EpochReports:
+    """The Trainer's epoch callback: uploads new grids, reports the objective, prunes."""
+
+    def __init__(self, spec: StudySpec, trial: optuna.Trial, run_dir: Path,
+                 artifacts: TrialArtifacts, last_step: int) -> None:
+        self.spec = spec
+        self.trial = trial
+        self.last_step = last_step
+        self.log = run_dir / "metrics.jsonl"
+        self.artifacts = artifacts
+        self.reported: set[int] = set()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        # The log holds the epochs before a resume too, so a continued trial reports them all.
+        records = metrics_log.read(self.log)
+        self.artifacts.grids(records)
+        if self.spec.multi_objective:
+            return
+        metric = self.spec.objectives[0].metric
+        new = False
+        for i, r in enumerate(records):
+            value = objective_value(records[: i + 1], metric) if metric in r else None
+            if value is not None and r["epoch"] not in self.reported:
+                self.trial.report(value, r["epoch"])
+                self.reported.add(r["epoch"])
+                new = True
+        # Pruning after the last epoch would only relabel a finished trial.
+        if new and record["step"] < self.last_step and self.trial.should_prune():
+            raise EarlyStop
+
+
+def planned_steps(config: RunConfig) -> int:
+    """The optimisation steps the Trainer will run for this configuration."""
+    available = len(config.dataset.load("train").images)
+    images = min(config.subset, available) if config.subset else available
+    return config.steps or config.epochs * (images // config.batch_size)
+
+
+def objective_value(records: Sequence[dict[str, Any]], metric: str) -> float | None:
+    """The run's value of an objective: the latest record's, or total time for train_seconds."""
+    if metric == "train_seconds":
+        return sum(r["train_seconds"] for r in records) if records else None
+    scored = [r[metric] for r in records if metric in r]
+    return float(scored[-1]) if scored else None
+
+
+def confidence_interval(records: Sequence[dict[str, Any]], metric: str) -> list[float] | None:
+    """The latest record's 95% interval of a metric, when the metric records one."""
+    scored = [r for r in records if f"{metric}_low" in r and f"{metric}_high" in r]
+    return [scored[-1][f"{metric}_low"], scored[-1][f"{metric}_high"]] if scored else None
+
+
+def versions(config: RunConfig, host: PluginHost) -> dict[str, Any]:
+    """ablate, torch, Optuna, and the plugin (distribution and version) behind each component."""
+    plugins = {}
+    for family in DEFAULT_COMPONENTS:
+        name = getattr(config, family).name
+        provenance = host.registry.entries[family][name].provenance
+        plugins[f"{family}.{name}"] = {"plugin": provenance.plugin,
+                                       "distribution": provenance.distribution,
+                                       "version": provenance.version}
+    return {"ablate": __version__, "torch": torch.__version__, "optuna": optuna.__version__,
+            "plugins": plugins}
+
+
+def enqueue_retry(study: optuna.Study, number: int, params: Mapping[str, Any],
+                  attrs: Mapping[str, Any]) -> None:
+    """Queue an unfinished trial's point again, keeping its seed and run folder (to resume)."""
+    keep = {k: attrs[k] for k in ("seed", "run_dir", "baseline") if k in attrs}
+    study.enqueue_trial(dict(params), user_attrs={**keep, "retry_of": number})
+
+
+def _retry_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """A trial whose process died (no heartbeat) is failed by Optuna and retried here."""
+    enqueue_retry(study, trial.number, trial.params, trial.user_attrs)
+
+
+def _adopt(spec: StudySpec, study: optuna.Study) -> None:
+    """A new study records its definition and gets its baselines; an old one must match."""
+    stored = study.user_attrs.get("definition")
+    if stored is None:
+        _check_leftovers(spec)
+        study.set_user_attr("definition", dict(spec.definition))
+        study.set_user_attr("study_file", str(spec.path))
+        study.set_metric_names([o.metric for o in spec.objectives])
+        # The grid trains every point, baselines included, and counts a queued trial as a
+        # point of its own, so a grid's baselines are only labelled (see TrialRunner).
+        for baseline in spec.baselines if spec.sampler.name != "grid" else ():
+            study.enqueue_trial(dict(baseline.point), user_attrs={"baseline": baseline.label})
+    elif stored != spec.definition:
+        changed = [k for k in spec.definition if stored.get(k) != spec.definition[k]]
+        raise StudyError(f"{spec.path}: the [{'], ['.join(changed)}] part changed since study "
+                         f"{spec.name!r} started, so its trials would not compare; give the "
+                         f"study a new [study] name (or restore the file)")
+
+
+def _check_leftovers(spec: StudySpec) -> None:
+    if spec.trials_dir.is_dir() and any(spec.trials_dir.iterdir()):
+        raise StudyError(f"{spec.trials_dir} holds trials of a study that is not in "
+                         f"{spec.storage}; move it away or choose another [study] output")
+
+
+def _done(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
+
+
+@contextmanager
+def _observing(host: PluginHost, runner: TrialRunner) -> Iterator[None]:
+    """Register the runner as an observer plugin for the study (parameter counts)."""
+    name = "ablate-study-runner"
+    host.manager.register(runner, name=name)
+    try:
+        yield
+    finally:
+        host.manager.unregister(name=name)
+

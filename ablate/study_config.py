@@ -1,0 +1,560 @@
+"""Study files: ``[study]``, ``[run]``, ``[eval]`` and ``[search]``, validated whole before any
+trial trains (every error names the file, the key and a fix).
+
+``[study]`` keys: ``name`` (default: the file's stem), ``objective`` (a record key or a list of
+them: ``loss``, ``train_seconds`` or a metric of ``[eval]``), ``direction`` (``minimize`` /
+``maximize``, one per objective; default: the direction in which the metric is better),
+``trials`` (the global budget: trials that trained, over every
+invocation), ``timeout`` (the global budget in seconds of trial wall time), ``seed``, ``sampler``
+and ``pruner`` (a name or a table with ``name`` and options), ``storage`` (an SQLAlchemy URL;
+default ``sqlite:///<output>/<name>/study.db``), ``output`` (default ``studies-out``),
+``constraints`` (see ablate.search_space) and ``baselines`` (points trained first).
+
+Trial seeds: trial number n trains with ``seed = [study] seed + n`` (a retried trial keeps the
+seed of the trial it continues), so a study's trials are reproducible and differ in their noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from ablate.components import coerce, param, param_infos, suggest
+from ablate.config import RunConfig, check_keys, parse_run, read_toml
+from ablate.errors import ConfigError
+from ablate.plugin_host import PluginHost, default_host
+from ablate.search_space import (
+    Constraint,
+    SearchSpace,
+    normalized_run_table,
+    parse_constraints,
+    parse_search,
+)
+
+if TYPE_CHECKING:
+    from ablate.eval_config import EvalConfig
+
+TOP_KEYS = ["study", "run", "eval", "search"]
+STUDY_KEYS = ["name", "objective", "direction", "trials", "timeout", "seed", "sampler", "pruner",
+              "storage", "output", "constraints", "baselines"]
+TRAINING_METRICS = {"loss": "minimize", "train_seconds": "minimize"}
+"""Record keys every trial has, with their natural direction. ``train_seconds`` as an objective
+is the run's total training time (the records hold it per epoch)."""
+DIRECTIONS = ("minimize", "maximize")
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Options:
+    """Base of sampler and pruner options: fields are the Optuna class's keyword arguments."""
+
+    optuna_class: ClassVar[str]
+    seeded: ClassVar[bool] = False
+    reseeded: ClassVar[bool] = True  # a resumed study gets seed + trials so far (see ablate.study)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def validate(self) -> None:
+        """Raise ValueError when options do not fit together."""
+
+
+@dataclass(frozen=True)
+class Tpe(Options):
+    """Tree-structured Parzen estimator: models where good and bad trials lie (default)."""
+
+    optuna_class = "TPESampler"
+    seeded = True
+    n_startup_trials: int = param(10, "random trials before the model is used", ge=0)
+    n_ei_candidates: int = param(24, "candidates scored per suggestion", ge=1)
+    multivariate: bool = param(False, "model the parameters jointly")
+    group: bool = param(False, "model each conditional branch apart (needs multivariate)")
+
+    def validate(self) -> None:
+        if self.group and not self.multivariate:
+            raise ValueError("group = true needs multivariate = true")
+
+
+@dataclass(frozen=True)
+class Random(Options):
+    """Independent uniform (or log-uniform) draws."""
+
+    optuna_class = "RandomSampler"
+    seeded = True
+
+
+@dataclass(frozen=True)
+class Grid(Options):
+    """Every combination of the listed values, in random order (discrete, fixed spaces)."""
+
+    optuna_class = "GridSampler"
+    seeded = True
+
+
+@dataclass(frozen=True)
+class BruteForce(Options):
+    """Every point of a discrete space, conditional branches included."""
+
+    optuna_class = "BruteForceSampler"
+    seeded = True
+    avoid_premature_stop: bool = param(False, "keep going while running trials could branch")
+
+
+@dataclass(frozen=True)
+class CmaEs(Options):
+    """CMA evolution strategy over the numeric parameters (single objective)."""
+
+    optuna_class = "CmaEsSampler"
+    seeded = True
+    n_startup_trials: int = param(1, "random trials before CMA-ES starts", ge=0)
+    sigma0: float | None = param(None, "initial step size (default: a sixth of each range)",
+                                 gt=0)
+    use_separable_cma: bool = param(False, "diagonal covariance (faster, ignores correlations)")
+    with_margin: bool = param(False, "keep discrete parameters from collapsing (CMA-ES with "
+                                     "margin)")
+    lr_adapt: bool = param(False, "adapt the learning rate (noisy or multimodal objectives)")
+
+
+@dataclass(frozen=True)
+class Gp(Options):
+    """Gaussian-process Bayesian optimisation (logEI / logEHVI)."""
+
+    optuna_class = "GPSampler"
+    seeded = True
+    n_startup_trials: int = param(10, "random trials before the GP is used", ge=0)
+    deterministic_objective: bool = param(False, "assume no noise in the objective")
+
+
+@dataclass(frozen=True)
+class Qmc(Options):
+    """Quasi-Monte Carlo: a low-discrepancy sequence covering the space evenly."""
+
+    optuna_class = "QMCSampler"
+    seeded = True
+    reseeded = False  # the sequence continues by index; a new seed would re-scramble it
+    qmc_type: Literal["sobol", "halton"] = param("sobol", "the sequence")
+    scramble: bool = param(False, "randomise the sequence with the seed")
+
+
+@dataclass(frozen=True)
+class NoPruning(Options):
+    """Never prune."""
+
+    optuna_class = "NopPruner"
+
+
+@dataclass(frozen=True)
+class Median(Options):
+    """Prune when the objective is worse than the median of earlier trials at the same epoch."""
+
+    optuna_class = "MedianPruner"
+    n_startup_trials: int = param(5, "trials that finish before any is pruned", ge=0)
+    n_warmup_steps: int = param(0, "epochs of each trial before it can be pruned", ge=0)
+    interval_steps: int = param(1, "epochs between pruning checks", ge=1)
+    n_min_trials: int = param(1, "trials reporting at that epoch before comparing", ge=1)
+
+
+@dataclass(frozen=True)
+class Percentile(Options):
+    """Prune when the objective is outside the best percentile of earlier trials."""
+
+    optuna_class = "PercentilePruner"
+    percentile: float = param(25.0, "keep trials within this best percentile", ge=0, le=100)
+    n_startup_trials: int = param(5, "trials that finish before any is pruned", ge=0)
+    n_warmup_steps: int = param(0, "epochs of each trial before it can be pruned", ge=0)
+    interval_steps: int = param(1, "epochs between pruning checks", ge=1)
+    n_min_trials: int = param(1, "trials reporting at that epoch before comparing", ge=1)
+
+
+@dataclass(frozen=True)
+class SuccessiveHalving(Options):
+    """Asynchronous successive halving: keep the best 1/reduction_factor at each rung."""
+
+    optuna_class = "SuccessiveHalvingPruner"
+    min_resource: int | None = param(None, "epochs before the first rung (default: auto)", ge=1)
+    reduction_factor: int = param(4, "fraction of trials promoted per rung, 1/N", ge=2)
+    min_early_stopping_rate: int = param(0, "rungs skipped before pruning starts", ge=0)
+    bootstrap_count: int = param(0, "trials that must finish a rung before promotion", ge=0)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {**super().kwargs(), "min_resource": self.min_resource or "auto"}
+
+
+@dataclass(frozen=True)
+class Hyperband(Options):
+    """Hyperband: successive halving over several brackets of budgets."""
+
+    optuna_class = "HyperbandPruner"
+    min_resource: int = param(1, "epochs of the smallest bracket", ge=1)
+    max_resource: int | None = param(None, "epochs of a full trial (default: auto)", ge=1)
+    reduction_factor: int = param(3, "fraction of trials promoted per rung, 1/N", ge=2)
+    bootstrap_count: int = param(0, "trials that must finish a rung before promotion", ge=0)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {**super().kwargs(), "max_resource": self.max_resource or "auto"}
+
+
+@dataclass(frozen=True)
+class Wilcoxon(Options):
+    """Prune by a Wilcoxon signed-rank test against the best trial, epoch by epoch."""
+
+    optuna_class = "WilcoxonPruner"
+    p_threshold: float = param(0.1, "prune when p is below this", gt=0, lt=1)
+    n_startup_steps: int = param(2, "epochs before any test", ge=0)
+
+
+SAMPLERS: dict[str, type[Options]] = {
+    "tpe": Tpe, "random": Random, "grid": Grid, "brute-force": BruteForce, "cmaes": CmaEs,
+    "gp": Gp, "qmc": Qmc,
+}
+PRUNERS: dict[str, type[Options]] = {
+    "none": NoPruning, "median": Median, "percentile": Percentile,
+    "successive-halving": SuccessiveHalving, "hyperband": Hyperband, "wilcoxon": Wilcoxon,
+}
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A sampler or pruner by name, with its validated options."""
+
+    name: str
+    options: Options
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A reference point trained before the sampler's own suggestions."""
+
+    label: str
+    point: Mapping[str, Any]  # Optuna parameter name -> sampled value
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study file."""
+
+    path: Path
+    name: str
+    objectives: tuple[Objective, ...]
+    trials: int | None
+    timeout: float | None
+    seed: int
+    sampler: Algorithm
+    pruner: Algorithm
+    storage: str
+    folder: Path
+    base: RunConfig
+    eval_table: Mapping[str, Any] | None
+    evaluation: EvalConfig | None
+    space: SearchSpace
+    constraints: tuple[Constraint, ...]
+    baselines: tuple[Baseline, ...]
+    definition: Mapping[str, Any]  # what a resumed study must still match
+    host: PluginHost
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.folder / "trials"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.folder / "artifacts"
+
+    def trial_seed(self, number: int) -> int:
+        return self.seed + number
+
+    def resolve(self, point: Mapping[str, Any], seed: int, *,
+                key: str = "run") -> tuple[RunConfig, EvalConfig | None]:
+        """The trial's configuration and evaluation; ConfigError for an invalid point."""
+        table = self.space.run_table(point)
+        table["seed"] = seed
+        config = parse_run(table, source=self.source, key=key, host=self.host)
+        evaluation = None
+        if self.eval_table is not None:
+            from ablate.eval_config import parse_eval
+
+            evaluation = parse_eval(self.eval_table, config, source=self.source, host=self.host)
+        return config, evaluation
+
+    def baseline_label(self, point: Mapping[str, Any]) -> str | None:
+        """The label of the baseline at this point, if any (grids train baselines unqueued)."""
+        for baseline in self.baselines:
+            if baseline.point.keys() == point.keys() and all(
+                    _same(baseline.point[k], point[k]) for k in point):
+                return baseline.label
+        return None
+
+    def violated(self, config: RunConfig) -> Constraint | None:
+        resolved = config.to_dict()
+        return next((c for c in self.constraints if c.violated(resolved)), None)
+
+
+def load_study_file(path: Path, *, storage: str | None = None, trials: int | None = None,
+                    timeout: float | None = None, host: PluginHost | None = None) -> StudySpec:
+    """Read and validate a study file; ``storage``, ``trials`` and ``timeout`` (the command
+    line's) override the ``[study]`` values."""
+    host = host or default_host()
+    source = str(path)
+    data = read_toml(path)
+    check_keys(data, TOP_KEYS, source=source, key=None)
+    for table in ("study", "run"):
+        if not isinstance(data.get(table), Mapping):
+            raise ConfigError(f"no [{table}] table", source=source,
+                              hint="a study file needs [study] and [run]; see "
+                                   "studies/beta_range.toml")
+    study = data["study"]
+    check_keys(study, STUDY_KEYS, source=source, key="study")
+    if "seed" in data["run"]:
+        raise ConfigError("trials get their seeds from [study]", source=source, key="run.seed",
+                          hint="move it to [study] seed; trial n uses seed + n")
+    base = parse_run(data["run"], source=source, host=host)
+    run_table = normalized_run_table(data["run"])
+    eval_table, evaluation = _evaluation(data.get("eval"), base, source=source, host=host)
+    space = parse_search(data.get("search", {}), run_table, source=source, host=host)
+    name = _name(study.get("name", path.stem), source=source)
+    objectives = _objectives(study, evaluation, source=source, host=host)
+    seed = _integer(study.get("seed", 0), source=source, key="study.seed", minimum=0)
+    if trials is None and "trials" in study:
+        trials = _integer(study["trials"], source=source, key="study.trials", minimum=1)
+    timeout = timeout or _timeout(study.get("timeout"), source=source)
+    sampler = _algorithm(study.get("sampler", "tpe"), SAMPLERS, source=source, key="study.sampler")
+    pruner = _algorithm(study.get("pruner", "none"), PRUNERS, source=source, key="study.pruner")
+    _check_combination(sampler, pruner, objectives, evaluation, space, trials, timeout,
+                       source=source)
+    constraints = parse_constraints(study.get("constraints", []), space, source=source,
+                                    key="study.constraints")
+    folder = Path(_string(study.get("output", "studies-out"), source=source,
+                          key="study.output")) / name
+    storage = storage or study.get("storage") or f"sqlite:///{folder / 'study.db'}"
+    _check_storage(storage, source=source, key="study.storage")
+    definition = {"run": run_table, "eval": eval_table, "search": data.get("search", {}),
+                  "objectives": [dataclasses.asdict(o) for o in objectives],
+                  "constraints": [c.text for c in constraints]}
+    spec = StudySpec(path, name, objectives, trials, timeout, seed, sampler, pruner, storage,
+                     folder, base, eval_table, evaluation, space, constraints, (),
+                     json.loads(json.dumps(definition)), host)
+    baselines = _baselines(study.get("baselines", [{"name": "base"}]), spec)
+    return dataclasses.replace(spec, baselines=baselines)
+
+
+def _evaluation(table: Any, base: RunConfig, *, source: str,
+                host: PluginHost) -> tuple[Mapping[str, Any] | None, EvalConfig | None]:
+    if table is None or table == {}:
+        return None, None
+    if importlib.util.find_spec("ablate.evaluation") is None:
+        raise ConfigError("evaluation is not available in this version of ablate",
+                          source=source, key="eval",
+                          hint="remove [eval] and use objective = \"loss\"")
+    from ablate.eval_config import parse_eval
+
+    return table, parse_eval(table, base, source=source, host=host)
+
+
+def _objectives(study: Mapping[str, Any], evaluation: EvalConfig | None, *, source: str,
+                host: PluginHost) -> tuple[Objective, ...]:
+    """Objectives are record keys: the training ones and those the [eval] metrics report."""
+    metrics = _string_list(study.get("objective", "loss"), source=source, key="study.objective")
+    goals = dict(TRAINING_METRICS)
+    if evaluation is not None:
+        from ablate.evaluation import reported_keys
+
+        goals |= {name: key.goal for name, key in
+                  reported_keys(evaluation.metrics, host).items()}
+    available = list(goals)
+    for metric in metrics:
+        if metric not in available:
+            hint = suggest(metric, available)
+            where = "" if evaluation else " (add [eval] metrics to score samples)"
+            valid = f"available: {', '.join(available)}{where}"
+            raise ConfigError(f"unknown objective {metric!r}", source=source,
+                              key="study.objective", hint=f"{hint} {valid}" if hint else valid)
+    if len(set(metrics)) != len(metrics):
+        raise ConfigError("an objective is listed twice", source=source, key="study.objective")
+    if "direction" in study:
+        directions = _string_list(study["direction"], source=source, key="study.direction")
+    else:
+        directions = [goals[m] for m in metrics]
+    if len(directions) != len(metrics):
+        raise ConfigError(f"{len(directions)} directions for {len(metrics)} objectives",
+                          source=source, key="study.direction", hint="give one per objective")
+    for direction in directions:
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"unknown direction {direction!r}", source=source,
+                              key="study.direction",
+                              hint=suggest(direction, DIRECTIONS) or "minimize or maximize")
+    return tuple(Objective(m, d) for m, d in zip(metrics, directions, strict=True))
+
+
+def _algorithm(value: Any, known: Mapping[str, type[Options]], *, source: str,
+               key: str) -> Algorithm:
+    if isinstance(value, str):
+        name, options = value, {}
+    elif isinstance(value, Mapping):
+        options = dict(value)
+        name = options.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError("needs a 'name'", source=source, key=f"{key}.name",
+                              hint=f"one of {', '.join(known)}")
+    else:
+        raise ConfigError(f"expected a name or a table with a 'name', got {value!r}",
+                          source=source, key=key)
+    if name not in known:
+        hint = suggest(name, known)
+        valid = f"one of {', '.join(known)}"
+        raise ConfigError(f"unknown {key.split('.')[-1]} {name!r}", source=source, key=key,
+                          hint=f"{hint} {valid}" if hint else valid)
+    cls = known[name]
+    infos = {info.name: info for info in param_infos(cls)}
+    check_keys(options, ["name", *infos], source=source, key=key)
+    instance = cls(**{k: coerce(infos[k], v, source=source, key=f"{key}.{k}")
+                      for k, v in options.items()})
+    try:
+        instance.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=source, key=key) from None
+    return Algorithm(name, instance)
+
+
+def _check_combination(sampler: Algorithm, pruner: Algorithm, objectives: tuple[Objective, ...],
+                       evaluation: EvalConfig | None, space: SearchSpace, trials: int | None,
+                       timeout: float | None, *, source: str) -> None:
+    """Reject what Optuna cannot do, before it fails half-way through a study."""
+    pruning = pruner.name != "none"
+    if pruning and len(objectives) > 1:
+        raise ConfigError("pruning needs a single objective (Optuna cannot compare trials "
+                          "half-way on several)", source=source, key="study.pruner",
+                          hint="use pruner = \"none\" or one objective")
+    first = objectives[0].metric
+    if pruning and first not in TRAINING_METRICS and not (evaluation and evaluation.every):
+        raise ConfigError(f"pruning needs {first!r} at several epochs, but [eval] scores the "
+                          f"last epoch only", source=source, key="study.pruner",
+                          hint="set [eval] every = 1 (or more), or pruner = \"none\"")
+    if sampler.name == "cmaes" and len(objectives) > 1:
+        raise ConfigError("cmaes optimises a single objective", source=source,
+                          key="study.sampler", hint="use tpe, gp, random or qmc")
+    if sampler.name in ("grid", "brute-force"):
+        for p in space.params:
+            try:
+                p.grid_values()
+            except ValueError:
+                raise ConfigError(f"{sampler.name} needs discrete values, but {p.key} is a "
+                                  f"float range without a step", source=source,
+                                  key=f"search.{p.key}", hint="add a step, or list values "
+                                  "= [...]") from None
+    if sampler.name == "grid" and space.conditional:
+        key = next(p.key for p in space.params if p.conditional)
+        raise ConfigError(f"grid needs a fixed space, but {key} is only searched for some "
+                          f"plugins", source=source, key="study.sampler",
+                          hint="use brute-force, which explores conditional spaces")
+    if trials is None and timeout is None and sampler.name not in ("grid", "brute-force"):
+        raise ConfigError("no budget: the study would never end", source=source,
+                          key="study.trials", hint="set trials = N and/or timeout = SECONDS")
+
+
+def _baselines(value: Any, spec: StudySpec) -> tuple[Baseline, ...]:
+    source = spec.source
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError("must be a list of tables", source=source, key="study.baselines",
+                          hint='e.g. baselines = [{name = "coursework"}] (missing keys keep '
+                               'the [run] value)')
+    resolved = spec.base.to_dict()
+    baselines = []
+    for i, entry in enumerate(value):
+        key = f"study.baselines[{i}]"
+        values = _dotted(entry)
+        label = values.pop("name", f"baseline {i}")
+        if not isinstance(label, str):
+            raise ConfigError("name must be a string", source=source, key=f"{key}.name")
+        point = spec.space.baseline_point(values, resolved, source=source, key=key)
+        config, _ = spec.resolve(point, spec.trial_seed(i), key=f"{key} -> run")
+        broken = spec.violated(config)
+        if broken is not None:
+            raise ConfigError(f"the baseline breaks the constraint {broken.text!r}",
+                              source=source, key=key)
+        baselines.append(Baseline(label, point))
+    return tuple(baselines)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and \
+            math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+def _dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(_dotted(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
+
+
+def _name(value: Any, *, source: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError(f"{value!r} is not a usable study name", source=source,
+                          key="study.name",
+                          hint="letters, digits, '_', '.' and '-' (it names a folder)")
+    return value
+
+
+def _integer(value: Any, *, source: str, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{value!r} is not an integer >= {minimum}", source=source, key=key)
+    return value
+
+
+def _timeout(value: Any, *, source: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{value!r} is not a positive number of seconds", source=source,
+                          key="study.timeout", hint="e.g. timeout = 1200 for 20 minutes")
+    return float(value)
+
+
+def _string(value: Any, *, source: str, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"expected a non-empty string, got {value!r}", source=source, key=key)
+    return value
+
+
+def _string_list(value: Any, *, source: str, key: str) -> list[str]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or \
+            not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"expected a string or a list of strings, got {value!r}",
+                          source=source, key=key)
+    return values
+
+
+def _check_storage(url: Any, *, source: str, key: str) -> None:
+    scheme = url.split(":", 1)[0].split("+", 1)[0] if isinstance(url, str) else ""
+    if scheme not in RDB_SCHEMES or "://" not in url:
+        raise ConfigError(f"{url!r} is not a database URL Optuna can store a study in",
+                          source=source, key=key,
+                          hint="e.g. sqlite:///studies-out/NAME/study.db or "
+                               "postgresql://user@host/db")

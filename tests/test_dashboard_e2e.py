@@ -1,0 +1,124 @@
+"""``ablate dashboard`` end to end: a finished study served by optuna-dashboard, checked through
+its JSON API and rendered by headless Chromium (DOM checked, screenshot kept for the record)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from ablate.study import run_study
+from ablate.study_config import load_study_file
+from ablate.study_display import StudyDisplay
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOT = Path(__file__).parent / "artifacts" / "dashboard_trials.png"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs headless Chromium: apt-get install chromium")
+
+STUDY = """
+[study]
+name = "dash"
+output = "{output}"
+trials = 2
+sampler = "random"
+baselines = [{{name = "coursework"}}]
+
+[run]
+T = 10
+steps = 8
+batch_size = 16
+subset = 64
+grid_size = 4
+device = "cpu"
+decoder = {{name = "cnn", channels = [4, 8], time_hidden = 16}}
+
+[search]
+"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}
+"""
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest on one thread when other jobs share the two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def wait_for(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the dashboard exited: {server.stdout.read()}")
+        try:
+            get(url)
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.5)
+    pytest.fail(f"the dashboard did not answer at {url} within {seconds} s")
+
+
+def test_dashboard_shows_the_study_its_trials_and_a_sample_grid(tmp_path: Path, one_thread):
+    path = tmp_path / "dash.toml"
+    path.write_text(STUDY.format(output=(tmp_path / "out").as_posix()), encoding="utf-8")
+    run_study(load_study_file(path), StudyDisplay(Console(file=io.StringIO())))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from ablate.cli import app; app()", "dashboard", str(path),
+         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(f"{base}/api/studies", server)
+        summaries = json.loads(get(f"{base}/api/studies"))["study_summaries"]
+        (study,) = [s for s in summaries if s["study_name"] == "dash"]
+        detail = json.loads(get(f"{base}/api/studies/{study['study_id']}"))
+        assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete"]
+        names = {a["filename"] for a in detail["trials"][0]["artifacts"]}
+        assert {"epoch_0002.png", "curves.png", "last.safetensors", "metrics.jsonl"} == names
+
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page = f"{base}/dashboard/studies/{study['study_id']}/trials"
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=15000",
+             "--window-size=1280,1500", f"--screenshot={SCREENSHOT}", "--dump-dom", page],
+            capture_output=True, text=True, timeout=120).stdout
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+        assert "dash (id=" in text
+        assert "Trial 0" in text and "Trial 1" in text
+        grid = re.search(r'<img[^>]*alt="epoch_0002.png"[^>]*src="([^"]+)"', dom)
+        assert grid is not None, "the trial page shows no sample-grid artifact"
+        shown = get(base + grid.group(1))
+        trial_dir = tmp_path / "out" / "dash" / "trials" / "trial_0000"
+        assert shown == (trial_dir / "samples" / "epoch_0002.png").read_bytes()
+        assert SCREENSHOT.read_bytes()[:4] == b"\x89PNG"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
