@@ -197,6 +197,24 @@ def list_plugins(
             render(listing, console)
 
 
+@app.command("new-plugin", rich_help_panel="Plugins")
+def new_plugin(
+    name: Annotated[str, typer.Argument(
+        help="name of the component, as run files will write it (e.g. my-schedule)")],
+    family: Annotated[str, typer.Option(
+        help="schedule, decoder, degradation, ema, dataset or metric")] = "schedule",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="folder to create (default ./ablate-NAME)")] = None,
+) -> None:
+    """Write a plugin package to start from: one working component, contract tests, README."""
+    from ablate.scaffold import scaffold
+
+    with reported_errors():
+        folder = scaffold(name, family, output)
+        console.print(f"wrote the {family} plugin [bold]{name}[/] to {folder}; next:\n"
+                      f"  cd {folder} && pip install -e . && pytest", highlight=False)
+
+
 schedules_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                             help="Noise schedules: look at them before training with them.")
 app.add_typer(schedules_app, name="schedules", rich_help_panel="Plugins")

@@ -1,0 +1,80 @@
+"""What every contract check shares: finding the component under test and failing clearly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, cast
+
+import torch
+
+from ablate.components import Component, build_component, coerce, param_infos, suggest
+from ablate.datasets import Dataset
+from ablate.errors import AblateError
+from ablate.plugin_host import PluginHost, default_host
+from ablate.registry import FAMILIES
+
+
+class ContractError(AssertionError):
+    """A component breaks a rule of its family's contract; the message names the rule.
+
+    An ``AssertionError``, so pytest reports it as a failed test rather than an error.
+    """
+
+
+def resolve(family: str, name: str, params: Mapping[str, Any] | None,
+            host: PluginHost | None) -> Component:
+    """The installed component ``name`` built with ``params``, its declaration checked."""
+    host = host or default_host()
+    if family not in FAMILIES:
+        raise ContractError(f"unknown family {family!r}; the families are "
+                            f"{', '.join(FAMILIES)}")
+    cls = host.registry.get(family, name)
+    if cls is None:
+        raise ContractError(_not_installed(host, family, name))
+    for info in param_infos(cls):
+        if not info.help:
+            raise ContractError(f"{family} {name!r}: parameter {info.name!r} has no help text; "
+                                f"declare it with ablate.components.param(default, help)")
+        try:
+            coerce(info, info.default, source=None, key=info.name)
+        except AblateError as exc:
+            raise ContractError(f"{family} {name!r}: the default of parameter {info.name!r} is "
+                                f"not a valid value of its declaration: {exc}") from None
+    try:
+        return build_component(cls, params or {}, source=None, key="params")
+    except AblateError as exc:
+        given = f"parameters {dict(params)}" if params else "its defaults"
+        raise ContractError(f"{family} {name!r} cannot be built with {given}: {exc}") from None
+
+
+def _not_installed(host: PluginHost, family: str, name: str) -> str:
+    message = f"no {family} named {name!r} is installed"
+    broken = "; ".join(f"plugin {b.name!r} ({b.distribution}) is broken: {b.error}"
+                       for b in host.broken)
+    hint = suggest(name, host.registry.names(family))
+    return "; ".join(part for part in (message, hint, broken) if part)
+
+
+def violation(component: Component, rule: str) -> ContractError:
+    """The failure of ``component`` against ``rule``, a sentence saying what went wrong."""
+    return ContractError(f"{component.family} {component.name!r}: {rule}")
+
+
+def image_shape_of(dataset: str, host: PluginHost | None) -> tuple[int, int, int]:
+    """(C, H, W) of one image of an installed dataset, read from its test split."""
+    return cast(Dataset, resolve("dataset", dataset, None, host)).load("test").shape
+
+
+@contextmanager
+def seeded_global_rng(device: torch.device) -> Iterator[None]:
+    """The global RNG seeded to 0 for module initialisers and dropout, restored afterwards so
+    that a check leaves the caller's random state as it found it."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        yield
+
+
+def generator(device: torch.device, seed: int = 0) -> torch.Generator:
+    """A seeded generator on ``device``: the checks never touch the global RNG state."""
+    return torch.Generator(device).manual_seed(seed)
