@@ -79,13 +79,25 @@ def prediction_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor,
     return alpha_bar_t.sqrt() * eps - (1 - alpha_bar_t).sqrt() * x0
 
 
+MIN_ROOT_ALPHA_BAR = 1e-6
+"""Floor of sqrt(alpha_bar_t) where x0 is recovered from eps. Huge betas make alpha_bar_t
+underflow (to 0 in float32): a bad schedule must give bad samples, not NaN. SNRs below 1e-12
+are pure noise either way, so the floor changes nothing a schedule could mean."""
+
+MAX_EQ11_BETA = 0.99
+"""Above this (respaced) beta_t, ancestral eps steps go through x0_hat instead of eq. (11),
+whose 1 / sqrt(alpha_t) multiplies the network's error by up to 1e6 per step when huge or
+respaced betas come close to 1; eq. (7) weights x0_hat by sqrt(alpha_bar_{t-1}) instead."""
+
+
 def eps_and_x0(prediction: str, output: torch.Tensor, z_t: torch.Tensor,
                alpha_bar_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps_hat, x0_hat) from a network ``output`` of the given prediction type at z_t."""
     root_alpha_bar, root_one_minus = alpha_bar_t.sqrt(), (1 - alpha_bar_t).sqrt()
     if prediction == "eps":
         # eq. (4) solved for x0: x0 = (z_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
-        return output, (z_t - root_one_minus * output) / root_alpha_bar
+        return output, (z_t - root_one_minus * output) / root_alpha_bar.clamp(
+            min=MIN_ROOT_ALPHA_BAR)
     if prediction == "x0":
         # eq. (4) solved for eps: eps = (z_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t)
         return (z_t - root_alpha_bar * output) / root_one_minus, output
@@ -232,7 +244,8 @@ class GaussianProcess(DegradationProcess):
 
     def _ancestral_step(self, model: nn.Module, z: torch.Tensor, step: Step,
                         generator: torch.Generator) -> torch.Tensor:
-        if self.settings.prediction == "eps" and not self.settings.clip_x0:
+        if self.settings.prediction == "eps" and not self.settings.clip_x0 and \
+                step.beta < MAX_EQ11_BETA:
             # The coursework form, eq. (11): mu = (z_t - beta_t / sqrt(1 - alpha_bar_t) eps)
             # / sqrt(alpha_t); equal to eq. (7) at x0_hat, but exact where eps is the output.
             eps_hat = model(z, self._time(z, step.t))

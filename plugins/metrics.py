@@ -55,8 +55,12 @@ def frechet_distance(mean: torch.Tensor, covariance: torch.Tensor, ref_mean: tor
     """||mu - mu_r||^2 + tr(S + S_r - 2 (S_r^1/2 S S_r^1/2)^1/2) (Heusel et al. 2017).
 
     tr (S S_r)^1/2 is taken as the sum of square roots of the eigenvalues of the symmetric
-    S_r^1/2 S S_r^1/2 (same eigenvalues as S S_r), so no complex rounding appears.
+    S_r^1/2 S S_r^1/2 (same eigenvalues as S S_r), so no complex rounding appears. Non-finite
+    samples (a sampler that blew up) give NaN, which a study records as a failed trial, rather
+    than an eigensolver error.
     """
+    if not bool(torch.isfinite(mean).all()) or not bool(torch.isfinite(covariance).all()):
+        return math.nan
     eigenvalues = torch.linalg.eigvalsh(ref_sqrt @ covariance @ ref_sqrt)
     cross = eigenvalues.clamp(min=0).sqrt().sum()
     distance = ((mean - ref_mean).square().sum() + covariance.trace() + ref_covariance.trace()

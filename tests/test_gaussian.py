@@ -372,3 +372,14 @@ def test_a_v_prediction_min_snr_ddim_run_trains_end_to_end(tmp_path: Path):
     result = Trainer(tiny_config(degradation=degradation, steps=8), tmp_path / "run").run()
     assert all(math.isfinite(r["loss"]) for r in result.metrics)
     assert Path(result.metrics[-1]["grid"]).is_file()
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ancestral"])
+def test_huge_betas_give_finite_samples_where_alpha_bar_underflows(sampler):
+    # beta up to 0.5 over T = 1000: alpha_bar_T ~ 1e-134 is 0 in float32, and respaced betas
+    # round to 1; a bad schedule must give bad samples, not NaN (beta_range reaches it).
+    steps = 20
+    alpha_bar = Linear(beta_max=0.5).alpha_bar(1000)
+    model = Cnn(channels=(4,), time_hidden=8).build(1, 8)
+    samples = bind(alpha_bar).sample(model, SHAPE, seeded(), sampler=sampler, steps=steps)
+    assert torch.isfinite(samples).all()

@@ -392,3 +392,11 @@ def test_cli_evaluate_with_an_unknown_metric_exits_2(checkpoint: Path):
     result = CliRunner().invoke(app, ["evaluate", str(checkpoint), "--metrics", "fid,nope"])
     assert result.exit_code == 2
     assert "unknown metric 'nope'" in result.output
+
+
+def test_fid_of_non_finite_samples_is_nan_not_an_eigensolver_error():
+    reference = torch.randn(40, 6, dtype=torch.float64)
+    features = torch.randn(40, 6, dtype=torch.float64)
+    features[3, 2] = math.nan
+    statistic = fid_estimator(features, reference).statistic
+    assert math.isnan(statistic(torch.arange(40))["fid"])
