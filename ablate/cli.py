@@ -18,16 +18,28 @@ app = typer.Typer(no_args_is_help=True, add_completion=True, rich_markup_mode="r
                        "actually matter for a diffusion model.")
 console = Console()
 errors = Console(stderr=True)
+STORAGE_ENV = "ABLATE_STORAGE"
+"""Where --storage can come from instead, so a URL with a password stays out of shell history
+and process listings."""
 
 
 @contextmanager
 def reported_errors():
-    """Turn ablate's own errors into one red line on stderr and their exit code."""
+    """Turn ablate's own errors, and files that cannot be written or read (a read-only or full
+    output folder, say), into one red line on stderr and their exit code."""
     try:
         yield
     except AblateError as exc:
         errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        reason = exc.strerror or str(exc)
+        errors.print(f"[bold red]error:[/] {escape(str(exc.filename))}: {escape(reason)} "
+                     f"(check the folder's permissions and free space, or choose another "
+                     f"--output)", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command(rich_help_panel="Runs")
@@ -253,17 +265,27 @@ def run_study_file(
         "--timeout", min=1, help="the study's total time budget in seconds (overrides \\[study] "
                                  "timeout)")] = None,
     storage: Annotated[str | None, typer.Option(
+        envvar=STORAGE_ENV, show_envvar=True,
         help="database URL of the study (overrides \\[study] storage)")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="print the resolved plan and search space; train nothing")] = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="local worker processes sharing the study (more than one "
+                                 "needs a journal file or a database server)")] = 1,
+    worker_index: Annotated[int, typer.Option(
+        "--worker-index", min=0, help="this machine's first worker index: each worker's "
+                                      "sampler seed differs by it (give each machine its own)")
+    ] = 0,
 ) -> None:
     """Create or resume an Optuna study and train trials until its global budget is spent."""
     from ablate.study import StudyError, load_existing, remaining, run_study
     from ablate.study_config import load_study_file
     from ablate.study_display import StudyDisplay, render_plan, render_table, trial_rows
+    from ablate.workers import run_local
 
     with reported_errors():
-        spec = load_study_file(study_file, storage=storage, trials=n_trials, timeout=timeout)
+        spec = load_study_file(study_file, storage=storage, trials=n_trials, timeout=timeout,
+                               workers=workers)
         if dry_run:
             try:
                 existing, _ = load_existing(spec)
@@ -272,12 +294,44 @@ def run_study_file(
                 done = None
             render_plan(spec, console, done=done)
             return
-        study = run_study(spec, StudyDisplay(console))
-        _, storage_ = load_existing(spec)
+        if workers > 1:
+            for warning in run_local(spec, range(worker_index, worker_index + workers),
+                                     StudyDisplay(console)):
+                errors.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+            study, storage_ = load_existing(spec)
+        else:
+            study = run_study(spec, StudyDisplay(console), worker=worker_index)
+            _, storage_ = load_existing(spec)
         render_table(spec, trial_rows(spec, study, storage_), console)
         if remaining(spec, study).spent:
             console.print("the study's budget is spent; raise --n-trials or --timeout to "
                           "continue it")
+
+
+@app.command("worker", rich_help_panel="Studies")
+def worker(
+    study_file: Annotated[Path, typer.Argument(help="the study file, the same on every machine")],
+    storage: Annotated[str | None, typer.Option(
+        envvar=STORAGE_ENV, show_envvar=True,
+        help="storage URL shared by the workers (overrides \\[study] storage)")] = None,
+    worker_index: Annotated[int, typer.Option(
+        "--worker-index", min=0, help="this worker's index: its sampler seed differs by it "
+                                      "(e.g. $SLURM_ARRAY_TASK_ID)")] = 0,
+    n_trials: Annotated[int | None, typer.Option(
+        "--n-trials", min=1, help="the study's total trial budget (overrides \\[study] trials)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="the study's total time budget in seconds")] = None,
+) -> None:
+    """Join a study as one more worker: run trials until the global budget is spent."""
+    from ablate.study import run_study
+    from ablate.study_config import load_study_file
+    from ablate.study_display import StudyDisplay
+
+    with reported_errors():
+        spec = load_study_file(study_file, storage=storage, trials=n_trials, timeout=timeout)
+        run_study(spec, StudyDisplay(console), worker=worker_index)
+        console.print(f"worker {worker_index}: the budget of study {spec.name} is spent")
 
 
 @app.command("show", rich_help_panel="Studies")
@@ -286,6 +340,7 @@ def show_study(
     as_json: Annotated[bool, typer.Option("--json", help="print the trials as JSON")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="print the trials as CSV")] = False,
     storage: Annotated[str | None, typer.Option(
+        envvar=STORAGE_ENV, show_envvar=True,
         help="database URL of the study (overrides \\[study] storage)")] = None,
 ) -> None:
     """Show a study's trials sorted by the objective, with parameters and artifact folders."""
@@ -315,6 +370,7 @@ def dashboard(
                                            "only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8080,
     storage: Annotated[str | None, typer.Option(
+        envvar=STORAGE_ENV, show_envvar=True,
         help="database URL of the study (overrides \\[study] storage)")] = None,
 ) -> None:
     """Serve optuna-dashboard on a study: trials, plots and artifacts (grids, curves)."""
@@ -325,3 +381,75 @@ def dashboard(
         spec = load_study_file(study_file, storage=storage)
         serve(spec, host, port, lambda url: console.print(
             f"optuna-dashboard for study {spec.name}: {url} (Ctrl-C stops it)", soft_wrap=True))
+
+
+@app.command("report", rich_help_panel="Studies")
+def report_study(
+    study_file: Annotated[Path, typer.Argument(help="the study file given to ablate run")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="report folder (default: <study output>/<name>/report)")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="database URL of the study (overrides \\[study] storage)")] = None,
+) -> None:
+    """Write a study's report: effects with intervals, importances, figures (HTML, MD, CSV)."""
+    from ablate.report import write_report
+    from ablate.study_config import load_study_file
+
+    with reported_errors():
+        spec = load_study_file(study_file, storage=storage)
+        with console.status(f"analysing study {spec.name}"):
+            report = write_report(spec, output)
+        for check in report.analysis.rank_checks:
+            if check.flagged:
+                errors.print(f"[yellow]warning:[/] the loss misleads on {check.metric}: "
+                             f"{escape(check.reason)}", highlight=False, soft_wrap=True)
+        console.print(f"wrote {report.folder / 'index.html'} ({len(report.figures)} figures, "
+                      f"{len(report.analysis.effects)} effects)", soft_wrap=True)
+
+
+@app.command("compare", rich_help_panel="Studies")
+def compare_trials(
+    study_file: Annotated[Path, typer.Argument(help="the study file given to ablate run")],
+    trial_a: Annotated[int, typer.Argument(help="number of the first trial")],
+    trial_b: Annotated[int, typer.Argument(help="number of the second trial")],
+    epoch: Annotated[int | None, typer.Option(
+        min=1, help="compare the values at this epoch (the latest scored by then) instead of "
+                    "the final ones")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+    storage: Annotated[str | None, typer.Option(
+        help="database URL of the study (overrides \\[study] storage)")] = None,
+) -> None:
+    """Compare two trials: per metric, A - B with a 95% interval and a paired test."""
+    from rich.table import Table
+
+    from ablate.analysis import load
+    from ablate.compare import as_json as comparison_json
+    from ablate.compare import compare, paired
+    from ablate.study_config import load_study_file
+
+    with reported_errors():
+        spec = load_study_file(study_file, storage=storage)
+        data = load(spec, epoch=epoch)
+        comparisons = compare(data, trial_a, trial_b)
+        if as_json:
+            typer.echo(json.dumps(comparison_json(data, trial_a, trial_b, comparisons),
+                                  indent=2))
+            return
+        kind = "paired by seed" if paired(data, trial_a, trial_b) else "unpaired"
+        when = f" at epoch {epoch}" if epoch else ""
+        table = Table(title=f"trial {trial_a} (A) against trial {trial_b} (B){when}, "
+                            f"{data.trial(trial_a).replicates} replicates, {kind}",
+                      title_justify="left")
+        for column in ("metric", "A", "B", "A - B", "95% interval", "test", "p", "sign-flip p",
+                       "A is"):
+            table.add_column(column, justify="left" if column in ("metric", "test") else "right")
+        for c in comparisons:
+            table.add_row(c.metric, f"{c.a.estimate:.4g}", f"{c.b.estimate:.4g}",
+                          f"{c.difference.estimate:.4g}",
+                          f"{c.difference.low:.4g} .. {c.difference.high:.4g}", c.test.name,
+                          _p(c.test.p_value), _p(c.test.sign_flip_p), c.verdict)
+        console.print(table)
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"

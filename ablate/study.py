@@ -8,13 +8,16 @@ Outcomes (the ``outcome`` user attribute of every trial):
 - ``failed``: the run finished without a finite objective (NaN samples, say); FAIL with it;
 - ``rejected`` (a constraint fails) and ``invalid`` (the point fails the components' own checks):
   FAIL before any training, reason recorded;
-- ``interrupted``: Ctrl-C (or a process that stopped sending heartbeats). FAIL with the reason;
-  the same point is enqueued again with the same seed and run folder, so the next ``ablate run``
-  resumes it from its last checkpoint instead of starting over.
+- ``interrupted``: Ctrl-C. FAIL with the reason; the same point is enqueued again with the same
+  seed and run folder, so the next ``ablate run`` resumes it from its last checkpoint instead of
+  starting over. A trial whose worker died (no heartbeat for ``heartbeat_grace`` seconds) is
+  failed by another worker and queued again the same way; its retry records why
+  (``retry_reason``).
 
 Budget: ``trials`` counts trials that trained (completed, pruned, diverged, failed) over every
-invocation; ``timeout`` counts the wall time of every finished trial. A trial that starts within
-the budget finishes.
+invocation and every worker; ``timeout`` counts the wall time of every finished trial. A trial
+that starts within the budget finishes; workers start one only while completed plus running
+trials stay within ``trials`` (see ablate.workers).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import traceback
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,18 +39,24 @@ from optuna.trial import FrozenTrial, TrialState
 
 import ablate
 from ablate import __version__, metrics_log
+from ablate.atomic import write_text_atomic
 from ablate.config import DEFAULT_COMPONENTS, RunConfig
 from ablate.errors import AblateError, ConfigError
 from ablate.plugin_host import PluginHost
+from ablate.replicates import training_run
 from ablate.run_info import RunInfo
+from ablate.safe_paths import inside
+from ablate.storage import file_path, masked, open_storage, worker_identity
 from ablate.study_artifacts import TrialArtifacts, artifact_store
 from ablate.study_config import StudySpec
-from ablate.training import DivergedError, EarlyStop, Interrupted, Reporter, Trainer
+from ablate.training import DivergedError, EarlyStop, Interrupted, Reporter
+from ablate.workers import SAMPLER_SEED_STRIDE, run_trials
 
 COUNTED = ("completed", "pruned", "diverged", "failed")
 MAX_CONSECUTIVE_REJECTIONS = 100
-HEARTBEAT_SECONDS = 60
-GRACE_SECONDS = 180
+ERROR_LOG = "error.txt"
+"""Where a trial that failed with an unexpected exception keeps its traceback."""
+DEFINITION_WAIT_SECONDS = 30  # how long a joining worker waits for the creator's definition
 
 
 class StudyError(AblateError):
@@ -84,35 +94,19 @@ class Budget:
             (self.seconds is not None and self.seconds <= 0)
 
 
-def open_storage(url: str, *, heartbeat: bool = False) -> optuna.storages.RDBStorage:
-    """The study database (created with its folder); with a heartbeat when trials will run."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {}
-    if heartbeat:
-        kwargs = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS,
-                  "heartbeat_stale_trial_callback": _retry_stale}
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    try:
-        with quiet_optuna():
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
-    except Exception as exc:  # SQLAlchemy reports bad URLs and unreachable servers many ways
-        raise StudyError(f"cannot open the study storage {url}: {exc}") from None
-
-
-def load_existing(spec: StudySpec) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+def load_existing(spec: StudySpec) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
     """The study of a study file, for show and dashboard; an error if it never ran."""
-    if spec.storage.startswith("sqlite:///") and \
-            not Path(spec.storage.removeprefix("sqlite:///")).exists():
-        raise StudyError(f"study {spec.name!r} has not run yet (no {spec.storage}); start it "
+    path = file_path(spec.storage)
+    if path is not None and not path.exists():
+        raise StudyError(f"study {spec.name!r} has not run yet (no {path}); start it "
                          f"with: ablate run {spec.path}")
     storage = open_storage(spec.storage)
     try:
         with quiet_optuna():
             return optuna.load_study(study_name=spec.name, storage=storage), storage
     except KeyError:
-        raise StudyError(f"{spec.storage} holds no study named {spec.name!r}; start it with: "
-                         f"ablate run {spec.path}") from None
+        raise StudyError(f"{masked(spec.storage)} holds no study named {spec.name!r}; start it "
+                         f"with: ablate run {spec.path}") from None
 
 
 def remaining(spec: StudySpec, study: optuna.Study) -> Budget:
@@ -146,26 +140,25 @@ def best_summary(spec: StudySpec, study: optuna.Study) -> str | None:
     return f"trial {best.number}: {spec.objectives[0].metric} {best.value:.4g}"
 
 
-def run_study(spec: StudySpec, display: StudyReporter) -> optuna.Study:
-    """Create or resume the study and run trials until the global budget is spent."""
-    storage = open_storage(spec.storage, heartbeat=True)
+def run_study(spec: StudySpec, display: StudyReporter, *, worker: int = 0) -> optuna.Study:
+    """Create or resume the study and run trials until the global budget is spent; other
+    workers (``worker`` is this one's index: its sampler seed) may share the budget."""
+    storage = open_storage(spec.storage, heartbeat=spec.heartbeat, on_stale=_retry_stale)
     with quiet_optuna():
-        study = optuna.create_study(storage=storage, study_name=spec.name, load_if_exists=True,
-                                    directions=[o.direction for o in spec.objectives])
-        _adopt(spec, study)
+        study = open_study(spec, storage)
         existing = len(study.get_trials(deepcopy=False))
-        study.sampler = make_sampler(spec, offset=existing)
+        study.sampler = make_sampler(spec, offset=existing + SAMPLER_SEED_STRIDE * worker)
         study.pruner = make_pruner(spec)
         budget = remaining(spec, study)
         display.begin(spec, _done(study), best_summary(spec, study))
         if budget.spent:
             display.end()
             return study
-        runner = TrialRunner(spec, study, storage, display)
+        runner = TrialRunner(spec, study, storage, display, worker=worker)
         with _observing(spec.host, runner):
             try:
-                study.optimize(runner, timeout=budget.seconds, callbacks=[runner.after_trial],
-                               catch=(TrialFailed,))
+                run_trials(spec, study, storage, runner, stop=runner.over, catch=(TrialFailed,),
+                           callbacks=[runner.after_trial])
             except Interrupted:
                 raise Interrupted(f"study {spec.name!r} interrupted; the running trial was "
                                   f"saved and queued again: ablate run {spec.path} resumes "
@@ -241,8 +234,10 @@ class TrialRunner:
     """The objective function: one trial trained, scored, recorded and uploaded."""
 
     def __init__(self, spec: StudySpec, study: optuna.Study,
-                 storage: optuna.storages.BaseStorage, display: StudyReporter) -> None:
+                 storage: optuna.storages.BaseStorage, display: StudyReporter, *,
+                 worker: int = 0) -> None:
         self.spec = spec
+        self.worker = worker
         self.study = study
         self.storage = storage
         self.display = display
@@ -266,19 +261,22 @@ class TrialRunner:
         if broken is not None:
             self._reject(trial, "rejected", f"violates {broken.text}")
         self.rejections = 0
-        run_dir = Path(trial.user_attrs.get("run_dir") or
-                       spec.trials_dir / f"trial_{trial.number:04d}")
+        run_dir = inside(spec.trials_dir, trial.user_attrs.get("run_dir") or
+                         spec.trials_dir / f"trial_{trial.number:04d}", what="run folder")
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("worker", worker_identity(self.worker))
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("config", config.to_dict())
         if evaluation is not None:
             trial.set_user_attr("eval", evaluation.to_dict())
         trial.set_user_attr("versions", versions(config, spec.host))
+        trial.set_user_attr("replicates", spec.replicates)
         artifacts = TrialArtifacts(self.store, trial)
-        trainer = Trainer(config, run_dir, host=spec.host, reporter=self.display,
-                          evaluation=evaluation,
-                          epoch_callback=EpochReports(spec, trial, run_dir, artifacts,
-                                                      planned_steps(config)))
+        steps = planned_steps(config)
+        trainer = training_run(config, run_dir, spec.replicates, total_steps=steps,
+                               host=spec.host, reporter=self.display, evaluation=evaluation,
+                               epoch_callback=EpochReports(spec, trial, run_dir, artifacts,
+                                                           steps))
         self.parameter_count = None
         started = time.perf_counter()
         try:
@@ -294,6 +292,13 @@ class TrialRunner:
             self._finish(trial, run_dir, artifacts, started, "interrupted", reason)
             enqueue_retry(self.study, trial.number, trial.params, trial.user_attrs)
             raise
+        except AblateError:
+            raise  # missing data, unreadable checkpoint: every trial would hit it; stop and say
+        except Exception as exc:  # a plugin's or the numerics' bug: this trial only
+            reason = f"{type(exc).__name__}: {exc} (traceback in {run_dir / ERROR_LOG})"
+            write_text_atomic(run_dir / ERROR_LOG, traceback.format_exc())
+            self._finish(trial, run_dir, artifacts, started, "failed", reason)
+            raise TrialFailed(reason) from None
         records = metrics_log.read(run_dir / "metrics.jsonl")
         values = [objective_value(records, o.metric) for o in spec.objectives]
         if any(v is None or not math.isfinite(v) for v in values):
@@ -305,10 +310,11 @@ class TrialRunner:
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.display.trial_finished(trial, _done(study), best_summary(self.spec, study))
-        left = remaining(self.spec, study).trials
-        if (left is not None and left <= 0) or grid_done(self.spec, study) or \
-                self.rejections >= MAX_CONSECUTIVE_REJECTIONS:
-            study.stop()
+
+    def over(self) -> bool:
+        """Whether the study is done beyond its budget: grid covered, or hopeless constraints."""
+        return grid_done(self.spec, self.study) or \
+            self.rejections >= MAX_CONSECUTIVE_REJECTIONS
 
     @ablate.hookimpl
     def run_start(self, run: RunInfo) -> None:
@@ -411,15 +417,39 @@ def versions(config: RunConfig, host: PluginHost) -> dict[str, Any]:
 
 
 def enqueue_retry(study: optuna.Study, number: int, params: Mapping[str, Any],
-                  attrs: Mapping[str, Any]) -> None:
+                  attrs: Mapping[str, Any], reason: str | None = None) -> None:
     """Queue an unfinished trial's point again, keeping its seed and run folder (to resume)."""
     keep = {k: attrs[k] for k in ("seed", "run_dir", "baseline") if k in attrs}
-    study.enqueue_trial(dict(params), user_attrs={**keep, "retry_of": number})
+    why = {"retry_reason": reason} if reason else {}
+    study.enqueue_trial(dict(params), user_attrs={**keep, **why, "retry_of": number})
 
 
 def _retry_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-    """A trial whose process died (no heartbeat) is failed by Optuna and retried here."""
-    enqueue_retry(study, trial.number, trial.params, trial.user_attrs)
+    """A trial whose process died (no heartbeat) is failed by Optuna and retried here; a point
+    never sampled (the worker died before suggesting it) has nothing to retry."""
+    if not trial.params:
+        return
+    worker = trial.user_attrs.get("worker", {})
+    where = f" (worker {worker.get('index')} on {worker.get('host')}, pid {worker.get('pid')})" \
+        if worker else ""
+    enqueue_retry(study, trial.number, trial.params, trial.user_attrs,
+                  f"trial {trial.number}'s worker stopped sending heartbeats{where}")
+
+
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the study, or load it; of several workers starting at once exactly one creates
+    it (the storage refuses a second study of that name) and the others wait for its
+    definition, so baselines are queued once."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=spec.name,
+                                    directions=[o.direction for o in spec.objectives])
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+        deadline = time.monotonic() + DEFINITION_WAIT_SECONDS
+        while "definition" not in study.user_attrs and time.monotonic() < deadline:
+            time.sleep(0.2)
+    _adopt(spec, study)
+    return study
 
 
 def _adopt(spec: StudySpec, study: optuna.Study) -> None:
@@ -444,7 +474,8 @@ def _adopt(spec: StudySpec, study: optuna.Study) -> None:
 def _check_leftovers(spec: StudySpec) -> None:
     if spec.trials_dir.is_dir() and any(spec.trials_dir.iterdir()):
         raise StudyError(f"{spec.trials_dir} holds trials of a study that is not in "
-                         f"{spec.storage}; move it away or choose another [study] output")
+                         f"{masked(spec.storage)}; move it away or choose another [study] "
+                         f"output")
 
 
 def _done(study: optuna.Study) -> int:

@@ -16,6 +16,7 @@ import optuna  # noqa: E402
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact  # noqa: E402
 
 from ablate.atomic import write_atomic  # noqa: E402
+from ablate.safe_paths import plain_name  # noqa: E402
 
 CURVES_NAME = "curves.png"
 
@@ -84,4 +85,5 @@ def trial_artifacts(storage: optuna.storages.BaseStorage, trial: optuna.trial.Fr
     """The trial's artifacts with where each one is stored on disk."""
     return [{"filename": meta.filename, "mimetype": meta.mimetype,
              "artifact_id": meta.artifact_id, "path": str(folder / meta.artifact_id)}
-            for meta in get_all_artifact_meta(trial, storage=storage)]
+            for meta in get_all_artifact_meta(trial, storage=storage)
+            if plain_name(meta.artifact_id)]  # a tampered record must not point elsewhere

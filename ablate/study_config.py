@@ -6,12 +6,19 @@ them: ``loss``, ``train_seconds`` or a metric of ``[eval]``), ``direction`` (``m
 ``maximize``, one per objective; default: the direction in which the metric is better),
 ``trials`` (the global budget: trials that trained, over every
 invocation), ``timeout`` (the global budget in seconds of trial wall time), ``seed``, ``sampler``
-and ``pruner`` (a name or a table with ``name`` and options), ``storage`` (an SQLAlchemy URL;
-default ``sqlite:///<output>/<name>/study.db``), ``output`` (default ``studies-out``),
-``constraints`` (see ablate.search_space) and ``baselines`` (points trained first).
+and ``pruner`` (a name or a table with ``name`` and options), ``storage`` (an SQLAlchemy URL or
+``journal:///PATH.log``; default ``sqlite:///<output>/<name>/study.db``, or the journal file
+``<output>/<name>/journal.log`` for several workers), ``heartbeat_interval`` and
+``heartbeat_grace`` (seconds; see ablate.storage), ``output`` (default ``studies-out``),
+``constraints`` (see ablate.search_space), ``baselines`` (points trained first),
+``replicates`` (seeds per configuration, default 1) and ``common_random_numbers`` (default: on
+when ``replicates`` > 1; see docs/replicates.md).
 
-Trial seeds: trial number n trains with ``seed = [study] seed + n`` (a retried trial keeps the
-seed of the trial it continues), so a study's trials are reproducible and differ in their noise.
+Trial seeds: replicate r of a trial trains with ``seed = base + r``. With common random numbers
+the base is the ``[study] seed`` for every trial, so replicate r of every configuration shares its
+seed (initialisation, data order, timesteps and noise); without them trial n's base is
+``[study] seed + n * replicates``, so every run has its own seed (with one replicate: seed + n).
+A retried trial keeps the base seed of the trial it continues.
 """
 
 from __future__ import annotations
@@ -37,18 +44,20 @@ from ablate.search_space import (
     parse_constraints,
     parse_search,
 )
+from ablate.storage import Heartbeat, masked
 
 if TYPE_CHECKING:
     from ablate.eval_config import EvalConfig
 
 TOP_KEYS = ["study", "run", "eval", "search"]
 STUDY_KEYS = ["name", "objective", "direction", "trials", "timeout", "seed", "sampler", "pruner",
-              "storage", "output", "constraints", "baselines"]
+              "storage", "output", "constraints", "baselines", "replicates",
+              "common_random_numbers", "heartbeat_interval", "heartbeat_grace"]
 TRAINING_METRICS = {"loss": "minimize", "train_seconds": "minimize"}
 """Record keys every trial has, with their natural direction. ``train_seconds`` as an objective
 is the run's total training time (the records hold it per epoch)."""
 DIRECTIONS = ("minimize", "maximize")
-RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -264,6 +273,9 @@ class StudySpec:
     baselines: tuple[Baseline, ...]
     definition: Mapping[str, Any]  # what a resumed study must still match
     host: PluginHost
+    replicates: int = 1  # seeds per configuration; its value is their mean
+    common_random_numbers: bool = False  # replicate r of every trial shares one seed
+    heartbeat: Heartbeat = Heartbeat()  # how running trials prove their worker alive
 
     @property
     def source(self) -> str:
@@ -282,7 +294,10 @@ class StudySpec:
         return self.folder / "artifacts"
 
     def trial_seed(self, number: int) -> int:
-        return self.seed + number
+        """The base seed of trial ``number``: its replicate r trains with base + r."""
+        if self.common_random_numbers:
+            return self.seed
+        return self.seed + number * self.replicates
 
     def resolve(self, point: Mapping[str, Any], seed: int, *,
                 key: str = "run") -> tuple[RunConfig, EvalConfig | None]:
@@ -311,9 +326,11 @@ class StudySpec:
 
 
 def load_study_file(path: Path, *, storage: str | None = None, trials: int | None = None,
-                    timeout: float | None = None, host: PluginHost | None = None) -> StudySpec:
+                    timeout: float | None = None, host: PluginHost | None = None,
+                    workers: int = 1) -> StudySpec:
     """Read and validate a study file; ``storage``, ``trials`` and ``timeout`` (the command
-    line's) override the ``[study]`` values."""
+    line's) override the ``[study]`` values. ``workers`` > 1 local processes need a storage
+    that takes concurrent writers (see ``_default_storage``)."""
     host = host or default_host()
     source = str(path)
     data = read_toml(path)
@@ -338,6 +355,10 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
     if trials is None and "trials" in study:
         trials = _integer(study["trials"], source=source, key="study.trials", minimum=1)
     timeout = timeout or _timeout(study.get("timeout"), source=source)
+    replicates = _integer(study.get("replicates", 1), source=source, key="study.replicates",
+                          minimum=1)
+    common = _boolean(study.get("common_random_numbers", replicates > 1), source=source,
+                      key="study.common_random_numbers")
     sampler = _algorithm(study.get("sampler", "tpe"), SAMPLERS, source=source, key="study.sampler")
     pruner = _algorithm(study.get("pruner", "none"), PRUNERS, source=source, key="study.pruner")
     _check_combination(sampler, pruner, objectives, evaluation, space, trials, timeout,
@@ -346,16 +367,50 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
                                     key="study.constraints")
     folder = Path(_string(study.get("output", "studies-out"), source=source,
                           key="study.output")) / name
-    storage = storage or study.get("storage") or f"sqlite:///{folder / 'study.db'}"
-    _check_storage(storage, source=source, key="study.storage")
+    storage_key = "--storage" if storage else "study.storage"
+    storage = storage or study.get("storage") or _default_storage(folder, workers)
+    _check_storage(storage, source=source, key=storage_key)
+    if workers > 1 and storage.startswith("sqlite"):
+        raise ConfigError(f"SQLite cannot serve {workers} workers (concurrent writers fail with "
+                          f"'database is locked' and can run a queued trial twice)",
+                          source=source, key=storage_key,
+                          hint="leave [study] storage unset for a journal file, or use "
+                               "journal:///PATH.log or postgresql://USER@HOST/DB")
+    heartbeat = _heartbeat(study, source=source)
     definition = {"run": run_table, "eval": eval_table, "search": data.get("search", {}),
                   "objectives": [dataclasses.asdict(o) for o in objectives],
                   "constraints": [c.text for c in constraints]}
+    if replicates > 1 or common:
+        definition["replication"] = {"replicates": replicates, "common_random_numbers": common}
     spec = StudySpec(path, name, objectives, trials, timeout, seed, sampler, pruner, storage,
                      folder, base, eval_table, evaluation, space, constraints, (),
-                     json.loads(json.dumps(definition)), host)
+                     json.loads(json.dumps(definition)), host, replicates=replicates,
+                     common_random_numbers=common)
     baselines = _baselines(study.get("baselines", [{"name": "base"}]), spec)
-    return dataclasses.replace(spec, baselines=baselines)
+    return dataclasses.replace(spec, baselines=baselines, heartbeat=heartbeat)
+
+
+def _default_storage(folder: Path, workers: int) -> str:
+    """SQLite for one process; a journal file (which takes concurrent writers) for several, or
+    when the study already lives in one."""
+    journal = f"journal:///{folder / 'journal.log'}"
+    if workers > 1 or ((folder / "journal.log").exists() and not (folder / "study.db").exists()):
+        return journal
+    return f"sqlite:///{folder / 'study.db'}"
+
+
+def _heartbeat(study: Mapping[str, Any], *, source: str) -> Heartbeat:
+    """Seconds between a running trial's heartbeats and of silence before it counts as dead."""
+    interval = _integer(study.get("heartbeat_interval", Heartbeat.interval), source=source,
+                        key="study.heartbeat_interval", minimum=1)
+    grace = _integer(study.get("heartbeat_grace", Heartbeat.grace), source=source,
+                     key="study.heartbeat_grace", minimum=1)
+    if grace <= interval:
+        raise ConfigError(f"a grace of {grace} s would declare a worker dead between two of its "
+                          f"heartbeats ({interval} s apart)", source=source,
+                          key="study.heartbeat_grace",
+                          hint=f"make it a few intervals, e.g. {3 * interval}")
+    return Heartbeat(interval, grace)
 
 
 def _evaluation(table: Any, base: RunConfig, *, source: str,
@@ -527,6 +582,12 @@ def _integer(value: Any, *, source: str, key: str, minimum: int) -> int:
     return value
 
 
+def _boolean(value: Any, *, source: str, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{value!r} is not true or false", source=source, key=key)
+    return value
+
+
 def _timeout(value: Any, *, source: str) -> float | None:
     if value is None:
         return None
@@ -553,8 +614,10 @@ def _string_list(value: Any, *, source: str, key: str) -> list[str]:
 
 def _check_storage(url: Any, *, source: str, key: str) -> None:
     scheme = url.split(":", 1)[0].split("+", 1)[0] if isinstance(url, str) else ""
-    if scheme not in RDB_SCHEMES or "://" not in url:
-        raise ConfigError(f"{url!r} is not a database URL Optuna can store a study in",
+    if scheme not in STORAGE_SCHEMES or "://" not in url:
+        shown = masked(url) if isinstance(url, str) else repr(url)
+        raise ConfigError(f"{shown!r} is not a storage URL Optuna can keep a study in",
                           source=source, key=key,
-                          hint="e.g. sqlite:///studies-out/NAME/study.db or "
+                          hint="e.g. sqlite:///studies-out/NAME/study.db, "
+                               "journal:///studies-out/NAME/journal.log or "
                                "postgresql://user@host/db")

@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ablate.storage import masked
 from ablate.study import duration
 from ablate.study_artifacts import trial_artifacts
 from ablate.study_config import StudySpec
@@ -112,6 +113,10 @@ def outcome_of(trial: FrozenTrial) -> str:
     """The ablate outcome of a trial (see ablate.study), or Optuna's state for foreign trials."""
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return trial.state.name.lower()
+    attrs = trial.user_attrs
+    if trial.state == TrialState.FAIL and "outcome" not in attrs and \
+            ("worker" in attrs or "run_dir" in attrs):
+        return "interrupted"  # it started but its worker died before recording how it ended
     return trial.user_attrs.get("outcome") or {
         TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
 
@@ -197,14 +202,14 @@ def render_plan(spec: StudySpec, console: Console, *, done: int | None) -> None:
               f"{spec.timeout:g} s of trial time" if spec.timeout else ""]
     lines = [
         ("study", f"{spec.name} ({spec.path})"),
-        ("storage", spec.storage + (" (new study)" if done is None else
+        ("storage", masked(spec.storage) + (" (new study)" if done is None else
                                     f" ({done} trials done)")),
         ("output", f"trials in {spec.trials_dir}, artifacts in {spec.artifacts_dir}"),
         ("objective", ", ".join(f"{o.direction} {o.metric}" for o in spec.objectives)),
         ("budget", " and ".join(b for b in budget if b) or "until the grid is exhausted"),
         ("sampler", options(spec.sampler) + _seeding(spec)),
         ("pruner", options(spec.pruner)),
-        ("seeds", f"trial n trains with seed {spec.seed} + n"),
+        ("seeds", _seeds(spec)),
         ("base run", json.dumps(spec.base.to_dict())),
         ("eval", json.dumps(spec.evaluation.to_dict()) if spec.evaluation
          else "none: objectives come from the training records"),
@@ -227,6 +232,17 @@ def render_plan(spec: StudySpec, console: Console, *, done: int | None) -> None:
         point = ", ".join(f"{k}={_short(v)}" for k, v in b.point.items()) or "the base run"
         console.print(f"baseline {escape(b.label)}: {escape(point)}")
     console.print("dry run: nothing was trained or written")
+
+
+def _seeds(spec: StudySpec) -> str:
+    k = spec.replicates
+    if spec.common_random_numbers:
+        runs = "replicate r of every trial" if k > 1 else "every trial"
+        return f"{runs} trains with seed {spec.seed}" + (" + r" if k > 1 else "") + \
+            " (common random numbers)"
+    if k > 1:
+        return f"replicate r of trial n trains with seed {spec.seed} + {k} n + r"
+    return f"trial n trains with seed {spec.seed} + n"
 
 
 def _seeding(spec: StudySpec) -> str:

@@ -7,17 +7,19 @@ cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--system" ]]; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        # chromium: the browser tests; dataset-fashion-mnist: examples/ablate-fashion-mnist
+        # chromium: the browser tests; dataset-fashion-mnist: examples/ablate-fashion-mnist;
+        # postgresql: the server the distributed-study tests start (initdb, pg_ctl)
         missing=()
         command -v chromium >/dev/null || missing+=(chromium)
+        compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
         [[ -d /usr/share/datasets/fashion-mnist ]] || missing+=(dataset-fashion-mnist)
         if (( ${#missing[@]} )); then
             apt-get update -qq
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
         fi
     else
-        echo "setup: not root or no apt-get: skipping Debian packages (browser and" \
-             "Fashion-MNIST tests will skip)" >&2
+        echo "setup: not root or no apt-get: skipping Debian packages (browser," \
+             "Fashion-MNIST and PostgreSQL tests will skip)" >&2
     fi
 fi
 

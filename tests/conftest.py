@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ablate.config import RunConfig, parse_run
+from tests.postgres import postgres_server  # noqa: F401 - a fixture for every test module
 
 TINY_RUN: dict[str, Any] = {
     "T": 20,

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from typer.testing import CliRunner
 
+from ablate import study as study_module
 from ablate.cli import app
 from ablate.study import confidence_interval, load_existing, objective_value, run_study
 from ablate.study_config import load_study_file
@@ -201,6 +202,31 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path:
     assert diverged.state == TrialState.FAIL
     assert diverged.user_attrs["outcome"] == "diverged"
     assert "training diverged: the loss is nan" in diverged.user_attrs["reason"]
+    assert fine.state == TrialState.COMPLETE
+
+
+def test_a_trial_that_raises_unexpectedly_fails_with_its_traceback_and_the_study_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    real = study_module.training_run
+    calls = []
+
+    class Broken:
+        def run(self, *, resume: bool = False) -> None:
+            raise RuntimeError("a plugin's bug")
+
+    def first_one_broken(*args, **kwargs):
+        calls.append(args)
+        return Broken() if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "training_run", first_one_broken)
+    path = write_study(tmp_path, "trials = 2")
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    broken, fine = trials_of(path)
+    assert broken.state == TrialState.FAIL
+    assert broken.user_attrs["outcome"] == "failed"
+    assert "RuntimeError: a plugin's bug" in broken.user_attrs["reason"]
+    assert "a plugin's bug" in (Path(broken.user_attrs["run_dir"]) / "error.txt").read_text()
     assert fine.state == TrialState.COMPLETE
 
 
