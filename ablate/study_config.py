@@ -105,6 +105,7 @@ class Grid(Options):
 
     optuna_class = "GridSampler"
     seeded = True
+    reseeded = False  # the seed shuffles the grid, and trials record a point by its index
 
 
 @dataclass(frozen=True)

@@ -277,3 +277,13 @@ def test_ctrl_c_fails_the_trial_with_its_reason_and_the_next_run_resumes_it(tmp_
     assert resumed.user_attrs["seed"] == stopped.user_attrs["seed"]
     assert resumed.user_attrs["run_dir"] == stopped.user_attrs["run_dir"]
     assert resumed.user_attrs["epochs"] == 2
+
+
+def test_a_grid_resumed_in_a_later_invocation_runs_every_point_once(tmp_path: Path):
+    # The grid's seed shuffles its points and trials record a point by its index, so a resumed
+    # grid must keep the seed (a new one re-ran some points and skipped others).
+    path = write_study(tmp_path, 'trials = 3\nsampler = "grid"',
+                       '[search]\n"run.lr" = [1e-4, 2e-4, 3e-4, 4e-4]\n')
+    run_study(load_study_file(path), quiet())
+    run_study(load_study_file(path, trials=4), quiet())
+    assert sorted(t.params["lr"] for t in trials_of(path)) == [1e-4, 2e-4, 3e-4, 4e-4]
