@@ -140,6 +140,15 @@ def worker_command(spec: StudySpec, index: int) -> list[str]:
     return command
 
 
+def threads_per_worker(workers: int, cores: int | None) -> int:
+    """The cores divided among local workers (at least one thread each).
+
+    Oversubscribed CPU threads wait on each other: measured here with other jobs on both cores,
+    a UNet trained ~20x faster per CPU-second on one thread than on torch's default two. A
+    user's own OMP_NUM_THREADS wins."""
+    return max(1, (cores or 1) // max(1, workers))
+
+
 def log_path(spec: StudySpec, index: int) -> Path:
     return spec.folder / "workers" / f"worker_{index}.log"
 
@@ -152,6 +161,7 @@ def launch(spec: StudySpec, indices: Sequence[int],
     Ctrl-C is passed on to every worker once (each finishes its step, saves and queues its
     trial again); a second Ctrl-C is passed on too and stops them at once."""
     env = {**os.environ, "ABLATE_STORAGE": spec.storage}
+    env.setdefault("OMP_NUM_THREADS", str(threads_per_worker(len(indices), os.cpu_count())))
     processes: dict[int, subprocess.Popen[bytes]] = {}
     logs = []
     try:

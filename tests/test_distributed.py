@@ -26,6 +26,7 @@ from ablate.storage import ClaimLock, masked, open_storage, redact
 from ablate.study import load_existing
 from ablate.study_config import load_study_file
 from ablate.study_display import outcome_of, trial_rows
+from ablate.workers import threads_per_worker
 from tests.postgres import new_database
 
 runner = CliRunner()
@@ -264,3 +265,9 @@ def test_the_claim_lock_holds_other_workers_back_until_released(
         assert not second_got_it.wait(0.5)
     assert second_got_it.wait(10)
     waiter.join()
+
+
+@pytest.mark.parametrize("workers,cores,threads", [(1, 2, 2), (2, 2, 1), (4, 2, 1), (2, 8, 4),
+                                                   (3, None, 1)])
+def test_local_workers_share_the_cores_instead_of_oversubscribing_them(workers, cores, threads):
+    assert threads_per_worker(workers, cores) == threads
