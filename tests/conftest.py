@@ -35,3 +35,16 @@ def tiny_run_file(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+TINY_STUDY_RUN = """
+[run]
+T = 10
+steps = 8
+batch_size = 16
+subset = 64
+grid_size = 4
+device = "cpu"
+decoder = {name = "cnn", channels = [4, 8], time_hidden = 16}
+"""
+"""The [run] table of the tiny studies in the tests: sub-second trials on 64 real digits."""

@@ -25,17 +25,9 @@ from ablate.study import load_existing, run_study
 from ablate.study_config import load_study_file
 from ablate.study_display import StudyDisplay
 from ablate.training import Interrupted
+from tests.conftest import TINY_STUDY_RUN
 
-RUN = """
-[run]
-T = 10
-steps = 8
-batch_size = 16
-subset = 64
-grid_size = 4
-device = "cpu"
-decoder = {name = "cnn", channels = [4, 8], time_hidden = 16}
-"""
+RUN = TINY_STUDY_RUN
 # grid_size changes only the picture: every configuration trains exactly the same way.
 SAME_TRAINING = '[search]\n"run.grid_size" = [4, 9]\n'
 

@@ -12,19 +12,11 @@ from typer.testing import CliRunner
 from ablate.cli import app
 from ablate.errors import ConfigError
 from ablate.study_config import load_study_file
+from tests.conftest import TINY_STUDY_RUN
 
 runner = CliRunner()
 
-RUN = """
-[run]
-T = 10
-steps = 8
-batch_size = 16
-subset = 64
-grid_size = 4
-device = "cpu"
-decoder = {name = "cnn", channels = [4, 8], time_hidden = 16}
-"""
+RUN = TINY_STUDY_RUN
 
 
 def write_study(tmp_path: Path, study: str, search: str = "", run: str = RUN,

@@ -23,19 +23,11 @@ from ablate.study import confidence_interval, load_existing, objective_value, ru
 from ablate.study_config import load_study_file
 from ablate.study_display import StudyDisplay
 from ablate.training import Interrupted
+from tests.conftest import TINY_STUDY_RUN
 
 runner = CliRunner()
 
-RUN = """
-[run]
-T = 10
-steps = 8
-batch_size = 16
-subset = 64
-grid_size = 4
-device = "cpu"
-decoder = {name = "cnn", channels = [4, 8], time_hidden = 16}
-"""
+RUN = TINY_STUDY_RUN
 SEARCH = """
 [search]
 "run.lr" = {low = 1e-4, high = 1e4, log = true}
