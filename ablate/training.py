@@ -149,6 +149,18 @@ class Trainer:
         self._stop_requested = False
 
     def run(self, *, resume: bool = False) -> RunResult:
+        """Train to the end (or to Ctrl-C / EarlyStop); with ``resume``, from the checkpoint.
+
+        Dropout and other layers draw from torch's global generator: the run owns it (seeded
+        from the run's seed, kept in checkpoints) and gives the caller's state back after."""
+        with torch.random.fork_rng(devices=self._cuda_devices()):
+            torch.manual_seed(self.config.seed + 2)
+            return self._run(resume)
+
+    def _cuda_devices(self) -> list[torch.device]:
+        return [self.device] if self.device.type == "cuda" else []
+
+    def _run(self, resume: bool) -> RunResult:
         config = self.config
         images = self._load_images()
         steps_per_epoch = len(images) // config.batch_size
@@ -316,6 +328,8 @@ class Trainer:
             **prefixed("optim", optim_tensors),
             "rng.data": data_rng.get_state(),
             "rng.noise": noise_rng.get_state(),
+            "rng.global": torch.get_rng_state(),
+            **{f"rng.global_{d.type}": torch.cuda.get_rng_state(d) for d in self._cuda_devices()},
         }
         meta = {"config": self.config.to_dict(), "progress": vars(progress),
                 "image_shape": list(parts.image_shape),
@@ -335,6 +349,10 @@ class Trainer:
                                                       meta["optimizer"]))
         data_rng.set_state(tensors["rng.data"])
         noise_rng.set_state(tensors["rng.noise"])
+        torch.set_rng_state(tensors["rng.global"])
+        for device in self._cuda_devices():  # absent when the run began on another device
+            if f"rng.global_{device.type}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"rng.global_{device.type}"], device)
         return Progress(**meta["progress"])
 
     @contextmanager

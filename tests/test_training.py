@@ -153,3 +153,25 @@ def test_observer_hooks_see_the_run_lifecycle(tmp_path: Path):
     Trainer(tiny_config(), tmp_path / "run", host=host).run()
     assert events == [("start", True), ("epoch", 1), ("epoch", 2), ("epoch", 3),
                       ("end", "completed")]
+
+
+DROPOUT_UNET = {"name": "unet", "base_width": 8, "channel_mult": [1, 2], "attention_levels": [],
+                "groups": 4, "dropout": 0.3}
+
+
+def test_dropout_runs_are_determined_by_their_seed_and_resume_exactly(tmp_path: Path):
+    config = tiny_config(decoder=DROPOUT_UNET)
+    torch.manual_seed(123)  # whatever the caller did to the global generator
+    reference = Trainer(config, tmp_path / "straight").run()
+    torch.manual_seed(456)
+    again = Trainer(config, tmp_path / "again").run()
+    assert losses(tmp_path / "again") == losses(tmp_path / "straight")
+    with pytest.raises(Interrupted):
+        Trainer(config, tmp_path / "stopped", reporter=InterruptAt(6)).run()
+    torch.manual_seed(789)
+    resumed = Trainer(config, tmp_path / "stopped").run(resume=True)
+    assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
+    for result in (again, resumed):
+        tensors, _ = load_checkpoint(result.checkpoint)
+        straight, _ = load_checkpoint(reference.checkpoint)
+        assert all(torch.equal(straight[k], tensors[k]) for k in straight if k.startswith("model."))
