@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from ablate.config import RunConfig, parse_run
+from ablate.study_display import StudyDisplay
 from tests.postgres import postgres_server  # noqa: F401 - a fixture for every test module
 
 TINY_RUN: dict[str, Any] = {
@@ -48,3 +53,18 @@ device = "cpu"
 decoder = {name = "cnn", channels = [4, 8], time_hidden = 16}
 """
 """The [run] table of the tiny studies in the tests: sub-second trials on 64 real digits."""
+
+
+class CtrlCAt(StudyDisplay):
+    """Sends a real SIGINT at a given step of the first run that reaches it, as Ctrl-C would."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(Console(file=io.StringIO()))
+        self.step = step
+        self.sent = False
+
+    def advance(self, step: int, loss: float | None) -> None:
+        super().advance(step, loss)
+        if step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)

@@ -22,6 +22,7 @@ from rich.console import Console
 from ablate.study import run_study
 from ablate.study_config import load_study_file
 from ablate.study_display import StudyDisplay
+from tests.conftest import TINY_STUDY_RUN
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = Path(__file__).parent / "artifacts" / "dashboard_trials.png"
@@ -37,16 +38,7 @@ output = "{output}"
 trials = 2
 sampler = "random"
 baselines = [{{name = "coursework"}}]
-
-[run]
-T = 10
-steps = 8
-batch_size = 16
-subset = 64
-grid_size = 4
-device = "cpu"
-decoder = {{name = "cnn", channels = [4, 8], time_hidden = 16}}
-
+{run}
 [search]
 "run.lr" = {{low = 1e-4, high = 1e-2, log = true}}
 """
@@ -87,7 +79,8 @@ def wait_for(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
 
 def test_dashboard_shows_the_study_its_trials_and_a_sample_grid(tmp_path: Path, one_thread):
     path = tmp_path / "dash.toml"
-    path.write_text(STUDY.format(output=(tmp_path / "out").as_posix()), encoding="utf-8")
+    path.write_text(STUDY.format(run=TINY_STUDY_RUN, output=(tmp_path / "out").as_posix()),
+                    encoding="utf-8")
     run_study(load_study_file(path), StudyDisplay(Console(file=io.StringIO())))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -143,7 +136,8 @@ def test_the_report_page_renders_its_tables_and_figures(tmp_path: Path, one_thre
     study = STUDY.replace("trials = 2\nsampler = \"random\"", "sampler = \"grid\"\nreplicates = 2")
     study = study.replace('"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}',
                           '"run.lr" = [2e-4, 2e-3]')
-    path.write_text(study.format(output=(tmp_path / "out").as_posix()), encoding="utf-8")
+    path.write_text(study.format(run=TINY_STUDY_RUN, output=(tmp_path / "out").as_posix()),
+                    encoding="utf-8")
     spec = load_study_file(path)
     run_study(spec, StudyDisplay(Console(file=io.StringIO())))
     report = write_report(spec, tmp_path / "report")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ from ablate.study import load_existing, run_study
 from ablate.study_config import load_study_file
 from ablate.study_display import StudyDisplay
 from ablate.training import Interrupted
-from tests.conftest import TINY_STUDY_RUN
+from tests.conftest import TINY_STUDY_RUN, CtrlCAt
 
 RUN = TINY_STUDY_RUN
 # grid_size changes only the picture: every configuration trains exactly the same way.
@@ -119,21 +117,6 @@ def test_pruning_compares_replicate_means_and_stops_every_replicate(tmp_path: Pa
     assert pruned.intermediate_values[1] == pytest.approx(
         np.mean([losses[0] for losses in replicate_losses(pruned)]))
     assert [len(losses) for losses in replicate_losses(pruned)] == [1, 1]
-
-
-class CtrlCAt(StudyDisplay):
-    """Sends a real SIGINT at a given step of the first run that reaches it, as Ctrl-C would."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(Console(file=io.StringIO()))
-        self.step = step
-        self.sent = False
-
-    def advance(self, step: int, loss: float | None) -> None:
-        super().advance(step, loss)
-        if step == self.step and not self.sent:
-            self.sent = True
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_an_interrupted_replicated_trial_resumes_to_the_uninterrupted_result(tmp_path: Path):

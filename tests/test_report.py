@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from ablate import metrics_log
 from ablate.cli import app
+from tests.conftest import TINY_STUDY_RUN
 
 runner = CliRunner()
 
@@ -26,16 +27,7 @@ name = "report"
 output = "{output}"
 sampler = "grid"
 replicates = 2
-
-[run]
-T = 10
-steps = 8
-batch_size = 16
-subset = 64
-grid_size = 4
-device = "cpu"
-decoder = {{name = "cnn", channels = [4, 8], time_hidden = 16}}
-
+{run}
 [eval]
 metrics = ["fid"]
 samples = 32
@@ -54,7 +46,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     try:
         folder = tmp_path_factory.mktemp("report")
         path = folder / "study.toml"
-        path.write_text(STUDY.format(output=(folder / "out").as_posix()), encoding="utf-8")
+        path.write_text(STUDY.format(run=TINY_STUDY_RUN, output=(folder / "out").as_posix()),
+                        encoding="utf-8")
         assert runner.invoke(app, ["run", str(path)]).exit_code == 0
         result = runner.invoke(app, ["report", str(path), "-o", str(folder / "report")])
         assert result.exit_code == 0, result.output
@@ -171,7 +164,8 @@ def test_compare_names_what_is_wrong_with_the_trials_asked_for(study, args, mess
 
 def test_a_study_that_never_ran_has_no_report(tmp_path: Path):
     path = tmp_path / "new.toml"
-    path.write_text(STUDY.format(output=(tmp_path / "out").as_posix()), encoding="utf-8")
+    path.write_text(STUDY.format(run=TINY_STUDY_RUN, output=(tmp_path / "out").as_posix()),
+                    encoding="utf-8")
     result = runner.invoke(app, ["report", str(path)])
     assert result.exit_code == 2
     assert "has not run yet" in result.output

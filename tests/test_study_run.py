@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import signal
 from pathlib import Path
 
 import optuna
@@ -23,7 +21,7 @@ from ablate.study import confidence_interval, load_existing, objective_value, ru
 from ablate.study_config import load_study_file
 from ablate.study_display import StudyDisplay
 from ablate.training import Interrupted
-from tests.conftest import TINY_STUDY_RUN
+from tests.conftest import TINY_STUDY_RUN, CtrlCAt
 
 runner = CliRunner()
 
@@ -235,21 +233,6 @@ def test_points_breaking_a_constraint_are_rejected_without_training(tmp_path: Pa
         "outcome": "rejected", "reason": "violates run.schedule.beta_max <= 0.05"}
     assert sorted(p.name for p in (tmp_path / "out" / "tiny" / "trials").iterdir()) == [
         f"trial_{trials[0.02].number:04d}"]
-
-
-class CtrlCAt(StudyDisplay):
-    """Sends a real SIGINT at a given training step of the first trial, as Ctrl-C would."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(Console(file=io.StringIO()))
-        self.step = step
-        self.sent = False
-
-    def advance(self, step: int, loss: float | None) -> None:
-        super().advance(step, loss)
-        if step == self.step and not self.sent:
-            self.sent = True
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_ctrl_c_fails_the_trial_with_its_reason_and_the_next_run_resumes_it(tmp_path: Path):
