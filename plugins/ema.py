@@ -79,8 +79,11 @@ class WarmupEma(EmaStrategy):
 
     def decay_at(self, step: int) -> float:
         """Decay of update ``step`` (1-based). As in diffusers' EMAModel, n = step - 1 counts the
-        updates before this one, so the first update copies the weights unless min_decay > 0."""
+        updates before this one, and the first update (n = 0) copies the weights whatever
+        min_decay says: averaging with the initial copy would only weight it twice."""
         n = step - 1
+        if n <= 0:
+            return 0.0
         decay = 1.0 - (1.0 + n / self.inv_gamma) ** -self.power
         return min(max(decay, self.min_decay), self.max_decay)
 

@@ -395,47 +395,51 @@ def discretised_nll(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     return -log_bin_mass(lower, upper).flatten(1).sum(1)
 
 
-def posterior_coefficients(alpha_bar: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def posterior_coefficients(alpha_bar: torch.Tensor,
+                           betas: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """(coef_x0, beta_tilde, beta) per t (index t - 1) of q(z_{t-1} | z_t, x0), float64.
 
     mu_tilde = coef_x0 x0 + coef_z z_t with coef_x0 = sqrt(alpha_bar_{t-1}) beta_t /
     (1 - alpha_bar_t) and beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
-    (Ho et al. eq. 7); alpha_bar_0 = 1.
+    (Ho et al. eq. 7); alpha_bar_0 = 1. Pass the schedule's own float64 ``betas`` where
+    alpha_bar may underflow to 0: beta_t = 1 - alpha_bar_t / alpha_bar_{t-1} is then 0 / 0.
     """
+    alpha_bar = alpha_bar.double()
     previous = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
-    beta = 1 - alpha_bar / previous
+    beta = 1 - alpha_bar / previous if betas is None else betas.double()
     coef_x0 = previous.sqrt() * beta / (1 - alpha_bar)
     beta_tilde = (1 - previous) / (1 - alpha_bar) * beta
     return coef_x0, beta_tilde, beta
 
 
-def reverse_variances(alpha_bar: torch.Tensor, variance: str) -> torch.Tensor:
+def reverse_variances(alpha_bar: torch.Tensor, variance: str,
+                      betas: torch.Tensor | None = None) -> torch.Tensor:
     """sigma_t^2 of p(z_{t-1} | z_t): beta_t, or beta_tilde_t with beta_tilde_1 := beta_tilde_2.
 
     beta_tilde_1 is 0, which would make the decoder a point mass; Ho et al.'s code uses
-    beta_tilde_2 there, and so does this.
+    beta_tilde_2 there, and so does this. At T = 1 there is no beta_tilde_2: the decoder's
+    variance is then beta_1 (what ``beta`` would give), the only non-degenerate choice.
     """
-    _, beta_tilde, beta = posterior_coefficients(alpha_bar)
-    if variance == "beta":
+    _, beta_tilde, beta = posterior_coefficients(alpha_bar, betas)
+    if variance == "beta" or len(beta_tilde) == 1:
         return beta
-    if len(beta_tilde) > 1:
-        beta_tilde = torch.cat([beta_tilde[1:2], beta_tilde[1:]])
-    return beta_tilde
+    return torch.cat([beta_tilde[1:2], beta_tilde[1:]])
 
 
 def bound_terms(predict_x0, x: torch.Tensor, alpha_bar: torch.Tensor, variances: torch.Tensor,
                 data_range: tuple[float, float], t: torch.Tensor, noise: torch.Tensor,
-                decoder_noise: torch.Tensor) -> BoundTerms:
+                decoder_noise: torch.Tensor, betas: torch.Tensor | None = None) -> BoundTerms:
     """The negative ELBO terms of images ``x`` (B, C, H, W) from explicit random draws.
 
     ``t`` (B, K): steps in 2..T; ``noise`` (B, K, C, H, W) the eps of each z_t;
     ``decoder_noise`` (B, C, H, W) the eps of z_1. ``predict_x0(z_t, t)`` is the network's
     x0 prediction (float32 in, any float out). sum_{t=2}^T L_{t-1} is estimated without bias
-    as (T - 1) times the mean of L_{t-1} over the K draws of t. Computed in float64.
+    as (T - 1) times the mean of L_{t-1} over the K draws of t. Computed in float64, from the
+    schedule's ``betas`` when given (see ``posterior_coefficients``).
     """
     x = x.double()
     T = len(alpha_bar)
-    coef_x0, beta_tilde, _ = posterior_coefficients(alpha_bar)
+    coef_x0, beta_tilde, _ = posterior_coefficients(alpha_bar, betas)
     # L_T = KL(q(z_T | x) || N(0, I))
     prior = gaussian_kl(alpha_bar[-1].sqrt() * x, (1 - alpha_bar[-1]).expand_as(x),
                         torch.zeros_like(x), torch.ones_like(x))
@@ -491,7 +495,9 @@ class Elbo(Metric):
         count = min(inputs.n, len(split.images))
         chosen = torch.randperm(len(split.images), generator=inputs.generator())[:count]
         images = to_model_range(split.images[chosen], parts.config.scaling).to(parts.device)
-        bits = self._bits_per_dim(process, parts.averager.sampling_model(), images, inputs.seed)
+        schedule, T = parts.config.schedule, parts.config.T
+        bits = self._bits_per_dim(process, parts.averager.sampling_model(), images, inputs.seed,
+                                  schedule.alpha_bar(T), schedule.betas(T))
         per_image = bits.cpu()
 
         def statistic(indices: torch.Tensor) -> dict[str, float]:
@@ -501,11 +507,15 @@ class Elbo(Metric):
 
     @torch.no_grad()
     def _bits_per_dim(self, process: GaussianProcess, model: torch.nn.Module,
-                      images: torch.Tensor, seed: int) -> torch.Tensor:
+                      images: torch.Tensor, seed: int, alpha_bar: torch.Tensor,
+                      betas: torch.Tensor) -> torch.Tensor:
+        """Bits per dimension per image. ``alpha_bar`` and ``betas`` are the schedule's float64
+        values: the process keeps float32 ones, whose alpha_bar underflows to 0 for steep
+        schedules (linear beta_max 0.5, T 1000) and would make every coefficient 0 / 0."""
         was_training = model.training
         model.eval()
-        alpha_bar = process.alpha_bar.double()
-        variances = reverse_variances(alpha_bar, process.settings.variance)
+        alpha_bar, betas = alpha_bar.to(images.device), betas.to(images.device)
+        variances = reverse_variances(alpha_bar, process.settings.variance, betas)
         generator = torch.Generator(images.device).manual_seed(seed)
         T, K = process.T, self.timesteps
         dims = images[0].numel()
@@ -521,7 +531,7 @@ class Elbo(Metric):
                                 generator=generator)
             decoder_noise = torch.randn(batch.shape, device=batch.device, generator=generator)
             terms = bound_terms(predict_x0, batch, alpha_bar, variances, process.data_range, t,
-                                noise, decoder_noise)
+                                noise, decoder_noise, betas)
             totals.append(terms.total() / (dims * math.log(2)))
         model.train(was_training)
         return torch.cat(totals)

@@ -103,10 +103,10 @@ def test_ema_decay_is_a_copy_during_warmup_then_constant():
 
 def test_warmup_decay_follows_its_formula_step_by_step():
     strategy = WarmupEma(inv_gamma=2.0, power=0.75, min_decay=0.1, max_decay=0.9)
-    for step in range(1, 400):
+    for step in range(2, 400):
         formula = 1 - (1 + (step - 1) / 2.0) ** -0.75
         assert strategy.decay_at(step) == pytest.approx(min(max(formula, 0.1), 0.9), abs=1e-15)
-    assert strategy.decay_at(1) == 0.1 and strategy.decay_at(399) == 0.9
+    assert strategy.decay_at(1) == 0.0 and strategy.decay_at(399) == 0.9  # the first copies
 
 
 def test_warmup_average_applies_that_decay_each_step():
