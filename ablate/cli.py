@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, error_lines
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
                   help="ablate: which schedule, decoder, degradation, EMA and hyperparameters "
@@ -23,6 +23,23 @@ STORAGE_ENV = "ABLATE_STORAGE"
 and process listings."""
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ablate import __version__
+
+        typer.echo(f"ablate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="print ablate's version and exit")] = False,
+) -> None:
+    """The command group; ``--version`` is its only option of its own."""
+
+
 @contextmanager
 def reported_errors():
     """Turn ablate's own errors, and files that cannot be written or read (a read-only or full
@@ -30,7 +47,8 @@ def reported_errors():
     try:
         yield
     except AblateError as exc:
-        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        for line in error_lines(exc):  # every mistake of a file at once
+            errors.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:
         if exc.filename is None:
@@ -44,26 +62,37 @@ def reported_errors():
 
 @app.command(rich_help_panel="Runs")
 def train(
-    run_file: Annotated[Path, typer.Argument(help="TOML file with a [run] table")],
+    run_file: Annotated[Path, typer.Argument(help="TOML file with a \\[run] table")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="output folder (default runs/<file name>)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in the output folder")] = False,
+    overrides: Annotated[list[str] | None, typer.Argument(
+        metavar="[KEY=VALUE]...", help="override file values, e.g. run.lr=1e-3 "
+                                       "run.decoder.name=unet (TOML literals)")] = None,
+    tracker: Annotated[list[str] | None, typer.Option(
+        "--tracker", help="experiment tracker to log to (repeatable): tensorboard, mlflow, "
+                          "wandb")] = None,
 ) -> None:
     """Train one configuration: log metrics, write sample grids and checkpoints."""
+    from ablate.overrides import blamed
     from ablate.progress_display import RichReporter
     from ablate.run_file import load_run_file
+    from ablate.tracking import TrackingContext, tracking, with_flags
     from ablate.training import Trainer
 
     with reported_errors():
-        spec = load_run_file(run_file)
+        with blamed(str(run_file), overrides or []):
+            spec = load_run_file(run_file, overrides=overrides or [])
         config = spec.run
         for warning in config.schedule.check(config.T):
             errors.print(f"[yellow]warning:[/] {run_file}: run.schedule: {warning}")
         output_dir = output or Path("runs") / run_file.stem
         trainer = Trainer(config, output_dir, reporter=RichReporter(console),
                           evaluation=spec.evaluation)
+        trackers = with_flags(spec.trackers, tracker or [], trainer.host)
         console.print(f"training [bold]{run_file}[/] on {trainer.device} into {output_dir}")
-        result = trainer.run(resume=resume)
+        with tracking(trainer.host, trackers, TrackingContext(run_file.stem, output_dir)):
+            result = trainer.run(resume=resume)
         last = result.metrics[-1]
         console.print(f"done: {last['step']} steps, loss {last['loss']:.4f}, "
                       f"{last['images_per_s']:.0f} images/s; checkpoint {result.checkpoint}")
@@ -214,7 +243,8 @@ def new_plugin(
     name: Annotated[str, typer.Argument(
         help="name of the component, as run files will write it (e.g. my-schedule)")],
     family: Annotated[str, typer.Option(
-        help="schedule, decoder, degradation, ema, dataset or metric")] = "schedule",
+        help="schedule, decoder, degradation, ema, dataset, metric, optimizer or "
+             "lr_schedule")] = "schedule",
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="folder to create (default ./ablate-NAME)")] = None,
 ) -> None:
@@ -276,16 +306,21 @@ def run_study_file(
         "--worker-index", min=0, help="this machine's first worker index: each worker's "
                                       "sampler seed differs by it (give each machine its own)")
     ] = 0,
+    overrides: Annotated[list[str] | None, typer.Argument(
+        metavar="[KEY=VALUE]...", help="override file values, e.g. study.trials=4 "
+                                       "run.lr=1e-3 eval.samples=64 (TOML literals)")] = None,
+    tracker: Annotated[list[str] | None, typer.Option(
+        "--tracker", help="experiment tracker every trial logs to (repeatable): tensorboard, "
+                          "mlflow, wandb")] = None,
 ) -> None:
     """Create or resume an Optuna study and train trials until its global budget is spent."""
     from ablate.study import StudyError, load_existing, remaining, run_study
-    from ablate.study_config import load_study_file
     from ablate.study_display import StudyDisplay, render_plan, render_table, trial_rows
     from ablate.workers import run_local
 
     with reported_errors():
-        spec = load_study_file(study_file, storage=storage, trials=n_trials, timeout=timeout,
-                               workers=workers)
+        spec = _study_with(study_file, overrides, tracker, storage=storage, trials=n_trials,
+                           timeout=timeout, workers=workers)
         if dry_run:
             try:
                 existing, _ = load_existing(spec)
@@ -322,16 +357,35 @@ def worker(
     ] = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", min=1, help="the study's total time budget in seconds")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(
+        metavar="[KEY=VALUE]...", help="the overrides the study was started with")] = None,
+    tracker: Annotated[list[str] | None, typer.Option(
+        "--tracker", help="experiment tracker every trial logs to (repeatable)")] = None,
 ) -> None:
     """Join a study as one more worker: run trials until the global budget is spent."""
     from ablate.study import run_study
-    from ablate.study_config import load_study_file
     from ablate.study_display import StudyDisplay
 
     with reported_errors():
-        spec = load_study_file(study_file, storage=storage, trials=n_trials, timeout=timeout)
+        spec = _study_with(study_file, overrides, tracker, storage=storage, trials=n_trials,
+                           timeout=timeout)
         run_study(spec, StudyDisplay(console), worker=worker_index)
         console.print(f"worker {worker_index}: the budget of study {spec.name} is spent")
+
+
+def _study_with(study_file: Path, overrides: list[str] | None, trackers: list[str] | None,
+                **options):
+    """A study file read with the command line's KEY=VALUE overrides and --tracker flags."""
+    import dataclasses
+
+    from ablate.overrides import blamed
+    from ablate.study_config import load_study_file
+    from ablate.tracking import with_flags
+
+    with blamed(str(study_file), overrides or []):
+        spec = load_study_file(study_file, overrides=overrides or [], **options)
+    return dataclasses.replace(spec, trackers=with_flags(spec.trackers, trackers or [],
+                                                         spec.host))
 
 
 @app.command("show", rich_help_panel="Studies")
@@ -413,32 +467,29 @@ def compare_trials(
     trial_a: Annotated[int, typer.Argument(help="number of the first trial")],
     trial_b: Annotated[int, typer.Argument(help="number of the second trial")],
     epoch: Annotated[int | None, typer.Option(
-        min=1, help="compare the values at this epoch (the latest scored by then) instead of "
-                    "the final ones")] = None,
+        min=1, help="compare the values both recorded at this epoch (pruned trials too; "
+                    "default: the last epoch both reached and scored)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
     storage: Annotated[str | None, typer.Option(
         help="database URL of the study (overrides \\[study] storage)")] = None,
 ) -> None:
-    """Compare two trials: per metric, A - B with a 95% interval and a paired test."""
+    """Compare two trials at equal budget: per metric, A - B with a 95% interval and a test."""
     from rich.table import Table
 
-    from ablate.analysis import load
-    from ablate.compare import as_json as comparison_json
-    from ablate.compare import compare, paired
+    from ablate.analysis import load_logs
+    from ablate.compare import compare
     from ablate.study_config import load_study_file
 
     with reported_errors():
         spec = load_study_file(study_file, storage=storage)
-        data = load(spec, epoch=epoch)
-        comparisons = compare(data, trial_a, trial_b)
+        pair = compare(load_logs(spec), trial_a, trial_b, epoch)
+        comparisons = pair.comparisons
         if as_json:
-            typer.echo(json.dumps(comparison_json(data, trial_a, trial_b, comparisons),
-                                  indent=2))
+            typer.echo(json.dumps(pair.as_json(), indent=2))
             return
-        kind = "paired by seed" if paired(data, trial_a, trial_b) else "unpaired"
-        when = f" at epoch {epoch}" if epoch else ""
-        table = Table(title=f"trial {trial_a} (A) against trial {trial_b} (B){when}, "
-                            f"{data.trial(trial_a).replicates} replicates, {kind}",
+        kind = "paired by seed" if pair.paired else "unpaired"
+        table = Table(title=f"trial {trial_a} (A) against trial {trial_b} (B) at epoch "
+                            f"{pair.epoch}, {pair.replicates} replicates, {kind}",
                       title_justify="left")
         for column in ("metric", "A", "B", "A - B", "95% interval", "test", "p", "sign-flip p",
                        "A is"):
@@ -446,7 +497,8 @@ def compare_trials(
         for c in comparisons:
             table.add_row(c.metric, f"{c.a.estimate:.4g}", f"{c.b.estimate:.4g}",
                           f"{c.difference.estimate:.4g}",
-                          f"{c.difference.low:.4g} .. {c.difference.high:.4g}", c.test.name,
+                          f"{c.difference.low:.4g} .. {c.difference.high:.4g}"
+                          + ("" if c.difference.informative else " uninformative"), c.test.name,
                           _p(c.test.p_value), _p(c.test.sign_flip_p), c.verdict)
         console.print(table)
 

@@ -10,22 +10,25 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from ablate.errors import ConfigError
+from ablate.errors import Collector, ConfigError
 
 _MISSING = dataclasses.MISSING
 
 
 def param(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,
-          le: float | None = None, lt: float | None = None) -> Any:
-    """Declare a component parameter with its default, one line of help and numeric bounds."""
+          le: float | None = None, lt: float | None = None, limit: str = "") -> Any:
+    """Declare a component parameter with its default, one line of help and numeric bounds;
+    ``limit`` says why an upper bound is there (shown when a value exceeds it)."""
     bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
-    return dataclasses.field(default=default, metadata={"help": help, "bounds": bounds})
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "bounds": bounds, "limit": limit})
 
 
 class Component:
@@ -60,6 +63,7 @@ class ParamInfo:
     default: Any
     help: str
     bounds: Mapping[str, float]
+    limit: str = ""  # why the upper bound is there
 
     @property
     def type_name(self) -> str:
@@ -77,7 +81,7 @@ def param_infos(cls: type[Component]) -> list[ParamInfo]:
     for f in sorted(dataclasses.fields(cls), key=lambda f: _declared_by_core(cls, f.name)):
         default = f.default if f.default is not _MISSING else None
         infos.append(ParamInfo(f.name, hints[f.name], _plain(default), f.metadata.get("help", ""),
-                               f.metadata.get("bounds", {})))
+                               f.metadata.get("bounds", {}), f.metadata.get("limit", "")))
     return infos
 
 
@@ -91,12 +95,18 @@ def build_component(cls: type[Component], values: Mapping[str, Any], *, source: 
     """Create a component from user values, checking names, types and bounds first."""
     infos = {info.name: info for info in param_infos(cls)}
     kwargs = {}
+    errors = Collector()
     for name, value in values.items():
         if name not in infos:
-            raise ConfigError(f"{cls.family} {cls.name!r} has no parameter {name!r}",
-                              source=source, key=f"{key}.{name}",
-                              hint=_suggest(name, infos) or _valid_list(infos))
-        kwargs[name] = coerce(infos[name], value, source=source, key=f"{key}.{name}")
+            errors.add(ConfigError(f"{cls.family} {cls.name!r} has no parameter {name!r}",
+                                   source=source, key=f"{key}.{name}",
+                                   hint=_suggest(name, infos) or _valid_list(infos)))
+            continue
+        converted = errors.attempt(coerce, infos[name], value, source=source,
+                                   key=f"{key}.{name}")
+        if converted is not None or value is None:
+            kwargs[name] = converted
+    errors.raise_errors()
     component = cls(**kwargs)
     try:
         component.validate()
@@ -109,16 +119,26 @@ def coerce(info: ParamInfo, value: Any, *, source: str | None, key: str) -> Any:
     """Check one value against its declared type and bounds; return it in the declared type."""
     converted = _convert(info.type, value)
     if converted is _INVALID:
-        raise ConfigError(f"{value!r} is not a valid {info.type_name}", source=source, key=key,
+        finite = " (finite)" if isinstance(value, float) and not math.isfinite(value) else ""
+        raise ConfigError(f"{shown(value)} is not a valid{finite} {info.type_name}",
+                          source=source, key=key,
                           hint=f"expected {info.type_name}, default {info.default!r}")
     for op, bound in info.bounds.items():
         ok = {"ge": converted >= bound, "gt": converted > bound,
               "le": converted <= bound, "lt": converted < bound}[op]
         if not ok:
             symbol = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[op]
-            raise ConfigError(f"{value!r} is out of range", source=source, key=key,
-                              hint=f"must be {symbol} {bound}")
+            raise ConfigError(f"{shown(value)} is out of range", source=source, key=key,
+                              hint=f"must be {symbol} {bound}"
+                                   + (f" ({info.limit})" if info.limit and op in ("le", "lt")
+                                      else ""))
     return converted
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as the user wrote it, shortened: a pasted megabyte must not fill the terminal."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def suggest(name: str, valid: typing.Iterable[str]) -> str | None:
@@ -162,9 +182,13 @@ def _convert(tp: Any, value: Any) -> Any:
         return value if isinstance(value, bool) else _INVALID
     if tp is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
-    if tp is float:
+    if tp is float:  # NaN and infinity are never a setting: they pass every bound check
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                converted = float(value)
+            except OverflowError:  # an integer beyond the float range
+                return _INVALID
+            return converted if math.isfinite(converted) else _INVALID
         return _INVALID
     if tp is str:
         return value if isinstance(value, str) else _INVALID

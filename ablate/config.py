@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ablate.components import Component, build_component, coerce, param, param_infos, suggest
+from ablate.components import (
+    Component,
+    build_component,
+    coerce,
+    param,
+    param_infos,
+    shown,
+    suggest,
+)
 from ablate.datasets import Dataset
 from ablate.decoders import Decoder
 from ablate.degradations import Degradation
 from ablate.ema import EmaStrategy
-from ablate.errors import ConfigError
+from ablate.errors import Collector, ConfigError
+from ablate.lr_schedules import LrSchedule
+from ablate.optimizers import Optimizer
 from ablate.plugin_host import PluginHost, default_host
 from ablate.schedules import NoiseSchedule
 
+MAX_T = 100_000
+MAX_SEED = 2**32 - 1
+MAX_GRID = 1_024
+MAX_BATCH = 1_000_000
 DEFAULT_COMPONENTS: dict[str, str] = {
     "dataset": "mnist",
     "decoder": "cnn",
     "schedule": "linear",
     "degradation": "gaussian",
     "ema": "none",
+    "optimizer": "adam",
+    "lr_schedule": "constant",
 }
 """The family of each component key of ``[run]`` is the key itself; these are the defaults."""
 
@@ -37,18 +54,32 @@ class RunConfig:
     schedule: NoiseSchedule
     degradation: Degradation
     ema: EmaStrategy
-    T: int = param(1000, "number of diffusion steps", ge=1)
+    optimizer: Optimizer
+    lr_schedule: LrSchedule
+    T: int = param(1000, "number of diffusion steps", ge=1, le=MAX_T,
+                   limit="schedules of more steps gain nothing and cost memory per step")
     epochs: int = param(10, "passes over the training set (ignored when steps > 0)", ge=1)
     steps: int = param(0, "optimisation steps in total; 0 = use epochs", ge=0)
-    batch_size: int = param(128, "images per optimisation step", ge=1)
-    lr: float = param(2e-4, "Adam learning rate", gt=0)
-    seed: int = param(0, "seeds initialisation, data order, timesteps and noise", ge=0)
+    batch_size: int = param(128, "images per optimisation step", ge=1, le=MAX_BATCH,
+                            limit="and at most the training images (checked by --dry-run)")
+    lr: float = param(2e-4, "learning rate (times the lr_schedule's factor at each step)", gt=0)
+    grad_clip: float = param(0.0, "clip the gradient norm to this before each step; 0 = off",
+                             ge=0)
+    precision: Literal["fp32", "bf16", "fp16"] = param(
+        "fp32", "autocast dtype of the training forward pass; fp16 (CUDA only) adds a "
+                "GradScaler, bf16 works on a CPU but is slow there")
+    compile: bool = param(False, "torch.compile the decoder for training (first steps compile)")
+    channels_last: bool = param(False, "channels-last memory format (faster convolutions on "
+                                       "CUDA tensor cores)")
+    seed: int = param(0, "seeds initialisation, data order, timesteps and noise", ge=0,
+                      le=MAX_SEED, limit="torch and numpy take 32-bit seeds")
     device: str = param("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     scaling: Literal["centered", "symmetric"] = param(
         "centered", "pixel range: centered = x/255 - 0.5 (coursework), symmetric = [-1, 1]")
     subset: int = param(0, "train on the first N training images only; 0 = all", ge=0)
     sample_every: int = param(0, "write a sample grid every N epochs; 0 = at the end only", ge=0)
-    grid_size: int = param(64, "images in each sample grid", ge=1)
+    grid_size: int = param(64, "images in each sample grid", ge=1, le=MAX_GRID,
+                           limit="each grid samples this many images; larger is unreadable")
     checkpoint_every: int = param(1, "write a checkpoint every N epochs", ge=1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,22 +108,79 @@ def read_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file ({exc})", source=str(path)) from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", source=str(path),
                           hint="see https://toml.io for the syntax") from None
+    except RecursionError:
+        raise ConfigError(f"values nested too deeply to read (more than {MAX_DEPTH} levels)",
+                          source=str(path), hint="no setting nests that deep") from None
+    _check_shape(data, source=str(path))
+    return data
+
+
+MAX_DEPTH = 16
+"""Tables and lists inside each other; the deepest real setting (a search distribution's list of
+channel lists) has 5."""
+MAX_STRING = 4_096
+MAX_ITEMS = 10_000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _check_shape(data: Mapping[str, Any], *, source: str) -> None:
+    """Refuse what no setting needs and what would break the checks after it: nesting deeper
+    than MAX_DEPTH, strings longer than MAX_STRING, lists or tables of more than MAX_ITEMS, and
+    control characters in keys or strings (they hide in terminals and break file names)."""
+    errors = Collector()
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, key, depth = stack.pop()
+        where = key or None
+        if depth > MAX_DEPTH:
+            errors.add(ConfigError(f"nested more than {MAX_DEPTH} levels deep", source=source,
+                                   key=where, hint="no setting nests that deep"))
+            continue
+        if isinstance(value, str):
+            if len(value) > MAX_STRING:
+                errors.add(ConfigError(f"a string of {len(value)} characters", source=source,
+                                       key=where, hint=f"at most {MAX_STRING}"))
+            elif _CONTROL.search(value):
+                errors.add(ConfigError(f"{shown(value)} contains a control character",
+                                       source=source, key=where,
+                                       hint="use printable characters only"))
+            continue
+        if isinstance(value, Mapping | list) and len(value) > MAX_ITEMS:
+            errors.add(ConfigError(f"{len(value)} entries", source=source, key=where,
+                                   hint=f"at most {MAX_ITEMS}"))
+            continue
+        if isinstance(value, Mapping):
+            for name, item in value.items():
+                if _CONTROL.search(name) or len(name) > MAX_STRING:
+                    errors.add(ConfigError(f"the key {shown(name)} is not a usable name",
+                                           source=source, key=where,
+                                           hint="printable characters, at most "
+                                                f"{MAX_STRING}"))
+                    continue
+                stack.append((item, f"{key}.{name}" if key else name, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{key}[{i}]", depth + 1) for i, item in enumerate(value))
+    if errors.errors:
+        errors.errors.sort(key=lambda e: e.key or "")
+    errors.raise_errors()
 
 
 def check_keys(table: Mapping[str, Any], allowed: list[str], *, source: str | None,
                key: str | None) -> None:
-    """Reject unknown keys, suggesting the closest valid one."""
+    """Reject unknown keys (all of them at once), suggesting the closest valid one."""
+    errors = Collector()
     for name in table:
         if name not in allowed:
             where = f"{key}.{name}" if key else name
             hint = suggest(name, allowed)
             valid = f"valid keys: {', '.join(allowed)}"
-            raise ConfigError(f"unknown key {name!r}", source=source, key=where,
-                              hint=f"{hint} {valid}" if hint else valid)
+            errors.add(ConfigError(f"unknown key {name!r}", source=source, key=where,
+                                   hint=f"{hint} {valid}" if hint else valid))
+    errors.raise_errors()
 
 
 def parse_run(table: Any, *, source: str | None, key: str = "run",
@@ -102,14 +190,18 @@ def parse_run(table: Any, *, source: str | None, key: str = "run",
     if not isinstance(table, Mapping):
         raise ConfigError("must be a table", source=source, key=key)
     settings = {info.name: info for info in setting_infos()}
-    check_keys(table, [*DEFAULT_COMPONENTS, *settings], source=source, key=key)
+    errors = Collector()  # every mistake of the table at once, not one per run
+    errors.attempt(check_keys, table, [*DEFAULT_COMPONENTS, *settings], source=source, key=key)
     values: dict[str, Any] = {}
     for family, default in DEFAULT_COMPONENTS.items():
-        values[family] = _parse_component(host, family, table.get(family, default),
-                                          source=source, key=f"{key}.{family}")
+        values[family] = errors.attempt(_parse_component, host, family,
+                                        table.get(family, default), source=source,
+                                        key=f"{key}.{family}")
     for name, info in settings.items():
         if name in table:
-            values[name] = coerce(info, table[name], source=source, key=f"{key}.{name}")
+            values[name] = errors.attempt(coerce, info, table[name], source=source,
+                                          key=f"{key}.{name}")
+    errors.raise_errors()
     config = RunConfig(**values)
     _check_consistency(config, source=source, key=key)
     return config
@@ -148,6 +240,10 @@ def _check_consistency(config: RunConfig, *, source: str | None, key: str) -> No
         raise ConfigError(f"subset ({config.subset}) is smaller than batch_size "
                           f"({config.batch_size})", source=source, key=f"{key}.subset",
                           hint="use a subset of at least one batch, or 0 for all images")
+    if config.precision == "fp16" and config.device in ("cpu", "mps"):
+        raise ConfigError(f"precision fp16 needs CUDA, but device is {config.device!r}",
+                          source=source, key=f"{key}.precision",
+                          hint="use bf16 (slow on a CPU) or fp32")
 
 
 def schedule_warnings(config: RunConfig) -> list[str]:

@@ -10,10 +10,12 @@ from typing import Any
 import torch
 
 from ablate.components import coerce, param, param_infos, suggest
-from ablate.config import RunConfig, check_keys
+from ablate.config import MAX_SEED, RunConfig, check_keys
 from ablate.datasets import SCALINGS
-from ablate.errors import ConfigError
+from ablate.errors import Collector, ConfigError
 from ablate.plugin_host import PluginHost, default_host
+
+MAX_SAMPLES = 50_000
 
 
 @dataclass(frozen=True)
@@ -21,44 +23,66 @@ class EvalConfig:
     """Which metrics, on how many samples, drawn with which sampler, every how many epochs."""
 
     metrics: tuple[str, ...] = param(("fid", "classifier_score"), "metric plugins to compute")
-    samples: int = param(500, "generated samples per evaluation", ge=2)
+    samples: int = param(500, "generated samples per evaluation", ge=2, le=MAX_SAMPLES,
+                         limit="FID's customary 50,000; every sample is held in memory")
     every: int = param(0, "evaluate every N epochs; 0 = after the last epoch only", ge=0)
     sampler: str | None = param(None, "the degradation's sampler to use (default: its own)")
     steps: int | None = param(None, "sampling steps where the sampler can skip (default: T)",
                               ge=1)
-    seed: int = param(0, "seed of the evaluation noise, shared by every epoch and trial", ge=0)
+    seed: int = param(0, "seed of the evaluation noise, shared by every epoch and trial", ge=0,
+                      le=MAX_SEED, limit="torch and numpy take 32-bit seeds")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
 
 
-def parse_eval(table: Any, run: RunConfig, *, source: str | None, key: str = "eval",
+def parse_eval(table: Any, run: RunConfig | None, *, source: str | None, key: str = "eval",
                host: PluginHost | None = None) -> EvalConfig:
-    """Validate an ``[eval]`` table against the installed metrics and the run's degradation."""
+    """Validate an ``[eval]`` table against the installed metrics and the run's degradation
+    (``run`` None: the run is wrong, so check only what does not depend on it)."""
     host = host or default_host()
     if not isinstance(table, Mapping):
         raise ConfigError("must be a table", source=source, key=key)
     infos = {info.name: info for info in param_infos(EvalConfig)}
-    check_keys(table, list(infos), source=source, key=key)
-    values = {name: coerce(infos[name], value, source=source, key=f"{key}.{name}")
-              for name, value in table.items()}
+    errors = Collector()
+    errors.attempt(check_keys, table, list(infos), source=source, key=key)
+    values = {name: errors.attempt(coerce, infos[name], value, source=source,
+                                   key=f"{key}.{name}")
+              for name, value in table.items() if name in infos}
+    errors.raise_errors()
     config = EvalConfig(**values)
     known = host.registry.names("metric")
     for name in config.metrics:
         if name not in known:
             hint = suggest(name, known)
             valid = f"installed metrics: {', '.join(known) or 'none'}"
-            raise ConfigError(f"unknown metric {name!r}", source=source, key=f"{key}.metrics",
-                              hint=f"{hint} {valid}" if hint else valid)
+            errors.add(ConfigError(f"unknown metric {name!r}", source=source,
+                                   key=f"{key}.metrics", hint=f"{hint} {valid}" if hint else valid))
+    errors.attempt(check_metric_names, config.metrics, source=source, key=f"{key}.metrics")
+    if run is None:
+        errors.raise_errors()
+        return config
     process = run.degradation.bind(run.schedule.alpha_bar(run.T), SCALINGS[run.scaling],
                                    torch.device("cpu"))
     if config.sampler is not None and config.sampler not in process.samplers:
-        raise ConfigError(f"degradation {run.degradation.name!r} has no sampler "
-                          f"{config.sampler!r}", source=source, key=f"{key}.sampler",
-                          hint=f"its samplers: {', '.join(process.samplers)}")
-    if config.steps is not None and config.steps > run.T:
-        raise ConfigError(f"steps ({config.steps}) exceeds T ({run.T})", source=source,
-                          key=f"{key}.steps", hint=f"use at most {run.T}")
+        errors.add(ConfigError(f"degradation {run.degradation.name!r} has no sampler "
+                               f"{config.sampler!r}", source=source, key=f"{key}.sampler",
+                               hint=f"its samplers: {', '.join(process.samplers)}"))
+    if config.steps is not None and run.degradation.follows_schedule and config.steps > run.T:
+        errors.add(ConfigError(f"steps ({config.steps}) exceeds T ({run.T})", source=source,
+                               key=f"{key}.steps", hint=f"use at most {run.T}"))
+    errors.raise_errors()
     return config
+
+
+def check_metric_names(names: tuple[str, ...], *, source: str | None, key: str) -> None:
+    """The metrics are a set: each once, and at least one."""
+    if not names:
+        raise ConfigError("no metric listed", source=source, key=key,
+                          hint='list at least one, e.g. metrics = ["fid"]')
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{', '.join(map(repr, repeated))} listed more than once",
+                          source=source, key=key, hint="list each metric once")
 

@@ -3,14 +3,16 @@
 ``evaluate_samples`` scores images someone already has; ``evaluate`` draws them from a trained
 model first (and gives model-based metrics such as elbo the model). Both return one
 ``MetricValue`` per reported key; ``reported_keys`` says which keys a set of metrics reports and
-which direction is better, for studies that optimise them.
+which direction is better, for studies that optimise them. ``draw_samples`` is the seeded
+drawing both ``evaluate`` and ``ablate sample`` use, with progress in network evaluations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+from torch import nn
 
 from ablate.assembly import Assembly
 from ablate.components import suggest
@@ -19,9 +21,16 @@ from ablate.errors import ConfigError
 from ablate.metrics import Metric, MetricInputs, MetricKey, MetricValue, bootstrap
 from ablate.plugin_host import PluginHost, default_host
 
-__all__ = ["MetricValue", "evaluate", "evaluate_samples", "reported_keys", "resolve_metrics"]
+__all__ = ["MetricValue", "draw_samples", "evaluate", "evaluate_samples", "reported_keys",
+           "resolve_metrics"]
 
 SAMPLE_BATCH = 256
+
+Progress = Callable[[int, int], None]
+"""Called after every network evaluation of a sampler with (evaluations done, expected total).
+
+The total is an estimate until the first batch is done (``steps`` network evaluations per
+batch, or T without ``steps``), then exact: batches x what the first batch took."""
 
 
 def resolve_metrics(names: Sequence[str], host: PluginHost | None = None) -> list[Metric]:
@@ -57,33 +66,75 @@ def evaluate_samples(samples_unit: torch.Tensor, dataset: Dataset, metrics: Sequ
 
 
 def evaluate(parts: Assembly, metrics: Sequence[str], n: int, *, sampler: str | None = None,
-             steps: int | None = None, seed: int = 0,
-             host: PluginHost | None = None) -> dict[str, MetricValue]:
+             steps: int | None = None, seed: int = 0, host: PluginHost | None = None,
+             on_samples: Callable[[torch.Tensor], None] | None = None,
+             progress: Progress | None = None) -> dict[str, MetricValue]:
     """Draw ``n`` samples from the trained model (seeded) and score them.
 
-    ``sampler`` and ``steps`` go to the degradation's ``sample``. Sampling is skipped when only
-    model-based metrics are asked for; those use ``n`` test images instead.
+    ``sampler`` and ``steps`` go to the degradation's ``sample``. ``on_samples`` receives the
+    drawn samples (model range) before they are scored, e.g. to keep a grid of them. Sampling
+    is skipped when only model-based metrics are asked for; those use ``n`` test images instead.
     """
     resolved = resolve_metrics(metrics, host)
     if n < 2:
         raise ConfigError(f"evaluation needs at least 2 samples, got {n}", key="n")
     samples = None
     if any(not metric.uses_model for metric in resolved):
-        samples = to_unit_range(_draw(parts, n, seed, sampler, steps), parts.config.scaling)
+        drawn = draw_samples(parts, n, seed, sampler=sampler, steps=steps, progress=progress)
+        if on_samples is not None:
+            on_samples(drawn)
+        samples = to_unit_range(drawn, parts.config.scaling)
     inputs = MetricInputs(parts.config.dataset, samples, parts, n, seed)
     return _score(resolved, inputs)
 
 
-def _draw(parts: Assembly, n: int, seed: int, sampler: str | None,
-          steps: int | None) -> torch.Tensor:
+def draw_samples(parts: Assembly, n: int, seed: int, *, sampler: str | None = None,
+                 steps: int | None = None, batch_size: int = SAMPLE_BATCH,
+                 progress: Progress | None = None) -> torch.Tensor:
+    """``n`` samples in the model's range, drawn in batches from one seeded generator."""
     generator = torch.Generator(parts.device).manual_seed(seed)
     model = parts.averager.sampling_model()
+    batches = -(-n // batch_size)
+    counter = _Counting(model, batches, steps or parts.process.T, progress)
     chunks = []
-    for start in range(0, n, SAMPLE_BATCH):
-        shape = (min(SAMPLE_BATCH, n - start), *parts.image_shape)
-        chunks.append(parts.process.sample(model, shape, generator, sampler=sampler,
-                                           steps=steps))
+    for start in range(0, n, batch_size):
+        shape = (min(batch_size, n - start), *parts.image_shape)
+        chunks.append(parts.process.sample(counter if progress else model, shape, generator,
+                                           sampler=sampler, steps=steps))
+        counter.batch_done()
     return torch.cat(chunks)
+
+
+class _Counting(nn.Module):
+    """The sampling model, counting its calls (network evaluations) for a progress display.
+
+    Counting calls works for every degradation's sampler without changing its interface; it
+    reads nothing back from the device, so it adds no host synchronisation."""
+
+    def __init__(self, model: nn.Module, batches: int, per_batch: int,
+                 progress: Progress | None) -> None:
+        super().__init__()
+        self.model = model
+        self.batches = batches
+        self.per_batch = per_batch
+        self.progress = progress
+        self.done = 0
+        self.finished_batches = 0
+
+    def forward(self, *args, **kwargs):
+        out = self.model(*args, **kwargs)
+        self.done += 1
+        if self.progress is not None:
+            total = max(self.batches * self.per_batch, self.done)
+            self.progress(self.done, total)
+        return out
+
+    def batch_done(self) -> None:
+        self.finished_batches += 1
+        if self.finished_batches == 1 and self.done:
+            self.per_batch = self.done  # what a batch really takes
+        if self.progress is not None:
+            self.progress(self.done, max(self.done, self.batches * self.per_batch))
 
 
 def _score(metrics: list[Metric], inputs: MetricInputs) -> dict[str, MetricValue]:

@@ -35,7 +35,7 @@ from ablate.training import EarlyStop, EpochCallback, Reporter, Trainer
 
 MEAN_ONLY = ("images_per_s", "train_seconds", "eval_seconds")
 """Record keys averaged over replicates without an interval."""
-BOOKKEEPING = ("epoch", "step", "grid")
+BOOKKEEPING = ("epoch", "step", "grid", "grids")
 
 
 def replicate_dirs(run_dir: Path, replicates: int) -> list[Path]:
@@ -138,14 +138,17 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     """One epoch's record of several replicates: means, 95% intervals and replicate values.
 
     The loss and every metric (keys with ``_low`` / ``_high``) get an interval over the
-    replicates and a ``<key>_replicates`` list; timings are averaged; the grid is replicate 0's
-    (every replicate's grid would show the same noise with another model).
+    replicates and a ``<key>_replicates`` list; timings are averaged; ``grid`` is replicate 0's
+    (every replicate's grid would show the same noise with another model) and ``grids`` lists
+    every replicate's, in replicate order.
     """
     first = records[0]
     out: dict[str, Any] = {"epoch": first["epoch"], "step": first["step"],
                            "replicates": len(records)}
     if "grid" in first:
         out["grid"] = first["grid"]
+    if all("grid" in r for r in records):
+        out["grids"] = [r["grid"] for r in records]
     for key in _valued_keys(records):
         values = np.array([r[key] for r in records], dtype=np.float64)
         errors = np.array([eval_error(r, key) for r in records])

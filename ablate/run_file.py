@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ablate.config import RunConfig, check_keys, parse_run, read_toml
-from ablate.errors import ConfigError
+from ablate.errors import Collector, ConfigError
 from ablate.eval_config import EvalConfig, parse_eval
+from ablate.overrides import apply_overrides
 from ablate.plugin_host import PluginHost
+from ablate.tracking import Tracker, split_trackers
 
 
 @dataclass(frozen=True)
 class RunFile:
     run: RunConfig
     evaluation: EvalConfig | None
+    trackers: tuple[Tracker, ...] = ()  # [run] trackers: observers, not part of the model
 
 
-def load_run_file(path: Path, host: PluginHost | None = None) -> RunFile:
-    """Read and validate a run file; every error names the file and the key."""
-    data = read_toml(path)
+def load_run_file(path: Path, host: PluginHost | None = None,
+                  overrides: Sequence[str] = ()) -> RunFile:
+    """Read and validate a run file; every error names the file and the key. ``overrides``
+    (``run.lr=1e-3``, see ablate.overrides) are merged in first and checked like file values."""
+    data = apply_overrides(read_toml(path), overrides)
     check_keys(data, ["run", "eval"], source=str(path), key=None)
     if "run" not in data:
         raise ConfigError("no [run] table", source=str(path),
                           hint="a run file needs a [run] table; see configs/coursework.toml")
-    run = parse_run(data["run"], source=str(path), host=host)
-    evaluation = (parse_eval(data["eval"], run, source=str(path), host=host)
+    run_table, trackers = split_trackers(data["run"], source=str(path), key="run", host=host)
+    errors = Collector()  # the mistakes of [run] and [eval] together
+    run = errors.attempt(parse_run, run_table, source=str(path), host=host)
+    evaluation = (errors.attempt(parse_eval, data["eval"], run, source=str(path), host=host)
                   if "eval" in data else None)
-    return RunFile(run, evaluation)
+    errors.raise_errors()
+    return RunFile(run, evaluation, trackers)

@@ -10,6 +10,7 @@ from ablate.assembly import Assembly, assemble
 from ablate.checkpoint import load_checkpoint, unprefixed
 from ablate.device import resolve_device
 from ablate.errors import CheckpointError
+from ablate.evaluation import Progress, draw_samples
 from ablate.plugin_host import PluginHost
 from ablate.training import config_from_checkpoint, load_model_state
 
@@ -34,12 +35,10 @@ def load_trained(path: Path, *, device: str | None = None,
     return parts
 
 
-def draw(parts: Assembly, count: int, seed: int, batch_size: int = 256) -> torch.Tensor:
-    """``count`` samples in the model's range, drawn in batches from a seeded generator."""
-    generator = torch.Generator(parts.device).manual_seed(seed)
-    model = parts.averager.sampling_model()
-    chunks = []
-    for start in range(0, count, batch_size):
-        n = min(batch_size, count - start)
-        chunks.append(parts.process.sample(model, (n, *parts.image_shape), generator))
-    return torch.cat(chunks)
+def draw(parts: Assembly, count: int, seed: int, batch_size: int = 256, *,
+         sampler: str | None = None, steps: int | None = None,
+         progress: Progress | None = None) -> torch.Tensor:
+    """``count`` samples in the model's range, drawn in batches from a seeded generator with
+    the degradation's ``sampler`` (None: its default) on ``steps`` steps (None: its default)."""
+    return draw_samples(parts, count, seed, sampler=sampler, steps=steps, batch_size=batch_size,
+                        progress=progress)

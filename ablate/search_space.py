@@ -51,6 +51,9 @@ from ablate.errors import ConfigError
 from ablate.plugin_host import PluginHost
 
 DISTRIBUTION_KEYS = ["low", "high", "log", "step", "values"]
+MAX_GRID_POINTS = 100_000
+"""Values per stepped parameter, and points of a whole grid: a grid of more points than this
+would not finish training, and listing it would fill the memory first."""
 NOT_SEARCHABLE = {
     "seed": "a trial's seed comes from [study] seed and the trial number",
     "device": "the device is not a modelling choice; set it in [run]",
@@ -121,6 +124,15 @@ class SearchParam:
         if not self.conditional:
             return None
         return f"{self.family}.name in {', '.join(self.plugins)}"
+
+    def grid_count(self) -> int:
+        """How many values ``grid_values`` would list, without listing them."""
+        d = self.distribution
+        if isinstance(d, CategoricalDistribution):
+            return len(d.choices)
+        if d.step is None:
+            raise ValueError(f"{self.key} is a float range without a step")
+        return int(round((d.high - d.low) / d.step)) + 1
 
     def grid_values(self) -> list[Any]:
         d = self.distribution
@@ -481,9 +493,15 @@ def _distribution(spec: Any, infos: list[tuple[str, ParamInfo]], *, source: str 
             raise ConfigError("a range cannot be both log and stepped", source=source,
                               key=f"{key}.step", hint="drop log or step")
         allowed = int if kind is int else (int, float)
-        if not isinstance(step, allowed) or isinstance(step, bool) or step <= 0:
-            raise ConfigError(f"step must be a positive {kind.__name__}, got {step!r}",
+        if not isinstance(step, allowed) or isinstance(step, bool) or \
+                not math.isfinite(step) or step <= 0:
+            raise ConfigError(f"step must be a positive, finite {kind.__name__}, got {step!r}",
                               source=source, key=f"{key}.step")
+        if (high - low) / step > MAX_GRID_POINTS:
+            raise ConfigError(f"{(high - low) / step + 1:.4g} steps from low to high",
+                              source=source, key=f"{key}.step",
+                              hint=f"at most {MAX_GRID_POINTS:,} values per parameter; use a "
+                                   f"larger step")
         if not _on_grid(high - low, step):
             raise ConfigError(f"high - low ({high - low:g}) is not a multiple of step ({step})",
                               source=source, key=f"{key}.step",

@@ -3,20 +3,18 @@ as they are written, then a loss/metric curve, the final checkpoint and the metr
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-import optuna  # noqa: E402
-from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact  # noqa: E402
-
-from ablate.atomic import write_atomic  # noqa: E402
-from ablate.safe_paths import plain_name  # noqa: E402
+from ablate.atomic import write_atomic
+from ablate.safe_paths import plain_name
 
 CURVES_NAME = "curves.png"
 
@@ -27,42 +25,83 @@ def artifact_store(folder: Path) -> FileSystemArtifactStore:
 
 
 class TrialArtifacts:
-    """Uploads each file of one trial once, so repeated calls during the run are cheap."""
+    """Uploads each file of one trial once, so repeated calls during the run are cheap.
+
+    Artifact names are unique within a trial: ``epoch_0002.png`` for a trial of one replicate,
+    ``replicate_1_epoch_0002.png`` (and ``replicate_1_last.safetensors``) for replicate 1 of a
+    replicated trial, whose folders hold files of the same names."""
 
     def __init__(self, store: FileSystemArtifactStore, trial: optuna.Trial) -> None:
         self.store = store
         self.trial = trial
         self.uploaded: set[Path] = set()
 
-    def upload(self, path: Path, mimetype: str | None = None) -> None:
+    def upload(self, path: Path, mimetype: str | None = None, name: str | None = None) -> None:
+        """Upload ``path`` once, as ``name`` (default: its file name)."""
         if path in self.uploaded or not path.is_file():
             return
-        upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=self.trial,
-                        mimetype=mimetype)
+        if name is None or name == path.name:
+            self._upload(path, mimetype)
+        else:
+            with tempfile.TemporaryDirectory(dir=path.parent) as staging:
+                renamed = Path(staging) / name
+                try:
+                    os.link(path, renamed)
+                except OSError:
+                    shutil.copyfile(path, renamed)
+                self._upload(renamed, mimetype)
         self.uploaded.add(path)
 
+    def _upload(self, path: Path, mimetype: str | None) -> None:
+        upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=self.trial,
+                        mimetype=mimetype)
+
     def grids(self, records: Sequence[dict[str, Any]]) -> None:
-        """The sample grid of every epoch that wrote one (earlier ones too, after a resume)."""
+        """The sample grid of every epoch that wrote one (earlier ones too, after a resume);
+        every replicate's, where the record lists them under ``grids``."""
         for record in records:
-            if "grid" in record:
+            replicated = record.get("grids")
+            if replicated:
+                for r, grid in enumerate(replicated):
+                    path = Path(grid)
+                    self.upload(path, "image/png", f"replicate_{r}_{path.name}")
+            elif "grid" in record:
                 self.upload(Path(record["grid"]), "image/png")
 
     def final(self, run_dir: Path, records: Sequence[dict[str, Any]],
               metrics: Sequence[str]) -> None:
-        """Whatever the run left: grids, curves, checkpoint and metrics log."""
+        """Whatever the run left: grids, curves, checkpoints (every replicate's) and the
+        metrics log."""
         self.grids(records)
         if records:
             curves = plot_curves(records, metrics, run_dir / CURVES_NAME)
             self.upload(curves, "image/png")
-        self.upload(run_dir / "checkpoints" / "last.safetensors", "application/octet-stream")
+        checkpoint = Path("checkpoints") / "last.safetensors"
+        self.upload(run_dir / checkpoint, "application/octet-stream")
+        for r, folder in replicate_folders(run_dir):
+            self.upload(folder / checkpoint, "application/octet-stream",
+                        f"replicate_{r}_{checkpoint.name}")
         self.upload(run_dir / "metrics.jsonl", "text/plain")
+
+
+def replicate_folders(run_dir: Path) -> list[tuple[int, Path]]:
+    """The ``replicate_R`` folders of a replicated trial's folder, by R."""
+    found = []
+    for folder in run_dir.glob("replicate_*"):
+        index = folder.name.removeprefix("replicate_")
+        if index.isdigit() and folder.is_dir():
+            found.append((int(index), folder))
+    return sorted(found)
 
 
 def plot_curves(records: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path) -> Path:
     """Loss and each scored metric against epoch, with the metric's 95% interval if recorded."""
+    from matplotlib.figure import Figure  # imported here: ablate show never draws
+
     names = ["loss", *(m for m in metrics if m not in ("loss", "train_seconds")
                        and any(m in r for r in records))]
-    figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze=False)
+    figure = Figure(figsize=(4.5 * len(names), 3.2))
+    axes = figure.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         rows = [r for r in records if name in r]
         epochs = [r["epoch"] for r in rows]
@@ -76,7 +115,6 @@ def plot_curves(records: Sequence[dict[str, Any]], metrics: Sequence[str], path:
         ax.grid(alpha=0.3)
     figure.tight_layout()
     write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=90))
-    plt.close(figure)
     return path
 
 

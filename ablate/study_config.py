@@ -11,8 +11,9 @@ and ``pruner`` (a name or a table with ``name`` and options), ``storage`` (an SQ
 ``<output>/<name>/journal.log`` for several workers), ``heartbeat_interval`` and
 ``heartbeat_grace`` (seconds; see ablate.storage), ``output`` (default ``studies-out``),
 ``constraints`` (see ablate.search_space), ``baselines`` (points trained first),
-``replicates`` (seeds per configuration, default 1) and ``common_random_numbers`` (default: on
-when ``replicates`` > 1; see docs/replicates.md).
+``replicates`` (seeds per configuration, default 1), ``common_random_numbers`` (default: on
+when ``replicates`` > 1; see docs/replicates.md) and ``trackers`` (experiment trackers every
+trial logs to; see ablate.tracking).
 
 Trial seeds: replicate r of a trial trains with ``seed = base + r``. With common random numbers
 the base is the ``[study] seed`` for every trial, so replicate r of every configuration shares its
@@ -27,17 +28,20 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from ablate.components import coerce, param, param_infos, suggest
+from ablate.components import coerce, param, param_infos, shown, suggest
 from ablate.config import RunConfig, check_keys, parse_run, read_toml
-from ablate.errors import ConfigError
+from ablate.errors import Collector, ConfigError
+from ablate.overrides import apply_overrides
 from ablate.plugin_host import PluginHost, default_host
 from ablate.search_space import (
+    MAX_GRID_POINTS,
     Constraint,
     SearchSpace,
     normalized_run_table,
@@ -45,6 +49,7 @@ from ablate.search_space import (
     parse_search,
 )
 from ablate.storage import Heartbeat, masked
+from ablate.tracking import Tracker, parse_trackers
 
 if TYPE_CHECKING:
     from ablate.eval_config import EvalConfig
@@ -52,13 +57,22 @@ if TYPE_CHECKING:
 TOP_KEYS = ["study", "run", "eval", "search"]
 STUDY_KEYS = ["name", "objective", "direction", "trials", "timeout", "seed", "sampler", "pruner",
               "storage", "output", "constraints", "baselines", "replicates",
-              "common_random_numbers", "heartbeat_interval", "heartbeat_grace"]
+              "common_random_numbers", "heartbeat_interval", "heartbeat_grace", "trackers"]
 TRAINING_METRICS = {"loss": "minimize", "train_seconds": "minimize"}
 """Record keys every trial has, with their natural direction. ``train_seconds`` as an objective
 is the run's total training time (the records hold it per epoch)."""
 DIRECTIONS = ("minimize", "maximize")
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_STUDY_SEED = 2**31 - 1
+MAX_TRIALS = 1_000_000
+MAX_REPLICATES = 1_000
+MAX_NAME_LENGTH = 100
+LIMIT_REASONS = {
+    "seed": "Optuna's samplers take numpy's 32-bit seeds, and trial n adds n to this one",
+    "trials": "a study of more trials than this would outlive its storage",
+    "replicates": "each replicate trains the configuration once more",
+}
 
 
 class Options:
@@ -210,6 +224,11 @@ class Hyperband(Options):
     def kwargs(self) -> dict[str, Any]:
         return {**super().kwargs(), "max_resource": self.max_resource or "auto"}
 
+    def validate(self) -> None:
+        if self.max_resource is not None and self.min_resource > self.max_resource:
+            raise ValueError(f"min_resource ({self.min_resource}) is above max_resource "
+                             f"({self.max_resource}): no bracket would fit")
+
 
 @dataclass(frozen=True)
 class Wilcoxon(Options):
@@ -277,6 +296,8 @@ class StudySpec:
     replicates: int = 1  # seeds per configuration; its value is their mean
     common_random_numbers: bool = False  # replicate r of every trial shares one seed
     heartbeat: Heartbeat = Heartbeat()  # how running trials prove their worker alive
+    trackers: tuple[Tracker, ...] = ()  # experiment trackers every trial logs to
+    overrides: tuple[str, ...] = ()  # the command line's KEY=VALUE, passed on to workers
 
     @property
     def source(self) -> str:
@@ -328,56 +349,88 @@ class StudySpec:
 
 def load_study_file(path: Path, *, storage: str | None = None, trials: int | None = None,
                     timeout: float | None = None, host: PluginHost | None = None,
-                    workers: int = 1) -> StudySpec:
+                    workers: int = 1, overrides: Sequence[str] = ()) -> StudySpec:
     """Read and validate a study file; ``storage``, ``trials`` and ``timeout`` (the command
     line's) override the ``[study]`` values. ``workers`` > 1 local processes need a storage
     that takes concurrent writers (see ``_default_storage``)."""
     host = host or default_host()
     source = str(path)
-    data = read_toml(path)
-    check_keys(data, TOP_KEYS, source=source, key=None)
+    data = apply_overrides(read_toml(path), overrides)  # run.lr=1e-3 from the command line
+    errors = Collector()  # every mistake of the file at once, each with its key
+    errors.attempt(check_keys, data, TOP_KEYS, source=source, key=None)
     for table in ("study", "run"):
         if not isinstance(data.get(table), Mapping):
-            raise ConfigError(f"no [{table}] table", source=source,
-                              hint="a study file needs [study] and [run]; see "
-                                   "studies/beta_range.toml")
+            errors.add(ConfigError(f"no [{table}] table", source=source,
+                                   hint="a study file needs [study] and [run]; see "
+                                        "studies/beta_range.toml"))
+    if errors.failed and not all(isinstance(data.get(t), Mapping) for t in ("study", "run")):
+        errors.raise_errors()
     study = data["study"]
-    check_keys(study, STUDY_KEYS, source=source, key="study")
+    errors.attempt(check_keys, study, STUDY_KEYS, source=source, key="study")
     if "seed" in data["run"]:
-        raise ConfigError("trials get their seeds from [study]", source=source, key="run.seed",
-                          hint="move it to [study] seed; trial n uses seed + n")
-    base = parse_run(data["run"], source=source, host=host)
-    run_table = normalized_run_table(data["run"])
-    eval_table, evaluation = _evaluation(data.get("eval"), base, source=source, host=host)
-    space = parse_search(data.get("search", {}), run_table, source=source, host=host)
-    name = _name(study.get("name", path.stem), source=source)
-    objectives = _objectives(study, evaluation, source=source, host=host)
-    seed = _integer(study.get("seed", 0), source=source, key="study.seed", minimum=0)
+        errors.add(ConfigError("trials get their seeds from [study]", source=source,
+                               key="run.seed", hint="move it to [study] seed; trial n uses "
+                                                    "seed + n"))
+    run = {k: v for k, v in data["run"].items() if k != "seed"}
+    base = errors.attempt(parse_run, run, source=source, host=host)
+    run_table = normalized_run_table(run) if base is not None else None
+    eval_table = evaluation = space = None
+    if base is None and isinstance(data.get("eval"), Mapping) and data["eval"]:
+        errors.attempt(_evaluation, data["eval"], None, source=source, host=host)
+    if base is not None:
+        eval_table, evaluation = errors.attempt(_evaluation, data.get("eval"), base,
+                                                source=source, host=host) or (None, None)
+        space = errors.attempt(parse_search, data.get("search", {}), run_table, source=source,
+                               host=host)
+    name = errors.attempt(_name, study.get("name", path.stem), source=source)
+    objectives = None
+    if base is not None and (evaluation is not None or data.get("eval") in (None, {})):
+        objectives = errors.attempt(_objectives, study, evaluation, source=source, host=host)
+    seed = errors.attempt(_integer, study.get("seed", 0), source=source, key="study.seed",
+                          minimum=0, maximum=MAX_STUDY_SEED)
     if trials is None and "trials" in study:
-        trials = _integer(study["trials"], source=source, key="study.trials", minimum=1)
-    timeout = timeout or _timeout(study.get("timeout"), source=source)
-    replicates = _integer(study.get("replicates", 1), source=source, key="study.replicates",
-                          minimum=1)
-    common = _boolean(study.get("common_random_numbers", replicates > 1), source=source,
-                      key="study.common_random_numbers")
-    sampler = _algorithm(study.get("sampler", "tpe"), SAMPLERS, source=source, key="study.sampler")
-    pruner = _algorithm(study.get("pruner", "none"), PRUNERS, source=source, key="study.pruner")
-    _check_combination(sampler, pruner, objectives, evaluation, space, trials, timeout,
-                       source=source)
-    constraints = parse_constraints(study.get("constraints", []), space, source=source,
-                                    key="study.constraints")
-    folder = Path(_string(study.get("output", "studies-out"), source=source,
-                          key="study.output")) / name
+        trials = errors.attempt(_integer, study["trials"], source=source, key="study.trials",
+                                minimum=1, maximum=MAX_TRIALS)
+    timeout = timeout or errors.attempt(_timeout, study.get("timeout"), source=source)
+    replicates = errors.attempt(_integer, study.get("replicates", 1), source=source,
+                                key="study.replicates", minimum=1, maximum=MAX_REPLICATES)
+    common = errors.attempt(_boolean, study.get("common_random_numbers", (replicates or 1) > 1),
+                            source=source, key="study.common_random_numbers")
+    sampler = errors.attempt(_algorithm, study.get("sampler", "tpe"), SAMPLERS, source=source,
+                             key="study.sampler")
+    pruner = errors.attempt(_algorithm, study.get("pruner", "none"), PRUNERS, source=source,
+                            key="study.pruner")
+    if not errors.failed:  # how the parts fit together, once each part is right
+        errors.attempt(_check_combination, sampler, pruner, objectives, evaluation, space,
+                       trials, timeout, source=source)
+    constraints = None
+    if space is not None:
+        constraints = errors.attempt(parse_constraints, study.get("constraints", []), space,
+                                     source=source, key="study.constraints")
+    output = errors.attempt(_string, study.get("output", "studies-out"), source=source,
+                            key="study.output")
+    folder = Path(output) / name if output is not None and name is not None else None
     storage_key = "--storage" if storage else "study.storage"
-    storage = storage or study.get("storage") or _default_storage(folder, workers)
-    _check_storage(storage, source=source, key=storage_key)
-    if workers > 1 and storage.startswith("sqlite"):
-        raise ConfigError(f"SQLite cannot serve {workers} workers (concurrent writers fail with "
-                          f"'database is locked' and can run a queued trial twice)",
-                          source=source, key=storage_key,
-                          hint="leave [study] storage unset for a journal file, or use "
-                               "journal:///PATH.log or postgresql://USER@HOST/DB")
-    heartbeat = _heartbeat(study, source=source)
+    if folder is not None:
+        storage = storage or study.get("storage") or _default_storage(folder, workers)
+        known = len(errors.errors)
+        errors.attempt(_check_storage, storage, source=source, key=storage_key)
+        if len(errors.errors) == known and workers > 1 and storage.startswith("sqlite"):
+            errors.add(ConfigError(
+                f"SQLite cannot serve {workers} workers (concurrent writers fail with "
+                f"'database is locked' and can run a queued trial twice)",
+                source=source, key=storage_key,
+                hint="leave [study] storage unset for a journal file, or use "
+                     "journal:///PATH.log or postgresql://USER@HOST/DB"))
+    heartbeat = errors.attempt(_heartbeat, study, source=source)
+    trackers = errors.attempt(parse_trackers, study.get("trackers", []), host, source=source,
+                              key="study.trackers")
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        errors.add(ConfigError(f"{workers} local workers on a machine with {cores} CPU cores",
+                               key="--workers", source=source,
+                               hint=f"use at most {cores}; more machines join with ablate worker"))
+    errors.raise_errors()
     definition = {"run": run_table, "eval": eval_table, "search": data.get("search", {}),
                   "objectives": [dataclasses.asdict(o) for o in objectives],
                   "constraints": [c.text for c in constraints]}
@@ -388,7 +441,8 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
                      json.loads(json.dumps(definition)), host, replicates=replicates,
                      common_random_numbers=common)
     baselines = _baselines(study.get("baselines", [{"name": "base"}]), spec)
-    return dataclasses.replace(spec, baselines=baselines, heartbeat=heartbeat)
+    return dataclasses.replace(spec, baselines=baselines, heartbeat=heartbeat,
+                               trackers=trackers, overrides=tuple(overrides))
 
 
 def _default_storage(folder: Path, workers: int) -> str:
@@ -414,7 +468,7 @@ def _heartbeat(study: Mapping[str, Any], *, source: str) -> Heartbeat:
     return Heartbeat(interval, grace)
 
 
-def _evaluation(table: Any, base: RunConfig, *, source: str,
+def _evaluation(table: Any, base: RunConfig | None, *, source: str,
                 host: PluginHost) -> tuple[Mapping[str, Any] | None, EvalConfig | None]:
     if table is None or table == {}:
         return None, None
@@ -510,14 +564,20 @@ def _check_combination(sampler: Algorithm, pruner: Algorithm, objectives: tuple[
         raise ConfigError("cmaes optimises a single objective", source=source,
                           key="study.sampler", hint="use tpe, gp, random or qmc")
     if sampler.name in ("grid", "brute-force"):
+        points = 1
         for p in space.params:
             try:
-                p.grid_values()
+                points *= p.grid_count()
             except ValueError:
                 raise ConfigError(f"{sampler.name} needs discrete values, but {p.key} is a "
                                   f"float range without a step", source=source,
                                   key=f"search.{p.key}", hint="add a step, or list values "
                                   "= [...]") from None
+        if points > MAX_GRID_POINTS:
+            raise ConfigError(f"the {sampler.name} has {points:,} points", source=source,
+                              key="study.sampler",
+                              hint=f"at most {MAX_GRID_POINTS:,}: use larger steps or fewer "
+                                   f"values, or a sampler such as tpe or qmc with trials = N")
     if sampler.name == "grid" and space.conditional:
         key = next(p.key for p in space.params if p.conditional)
         raise ConfigError(f"grid needs a fixed space, but {key} is only searched for some "
@@ -548,6 +608,16 @@ def _baselines(value: Any, spec: StudySpec) -> tuple[Baseline, ...]:
         if broken is not None:
             raise ConfigError(f"the baseline breaks the constraint {broken.text!r}",
                               source=source, key=key)
+        for j, other in enumerate(baselines):  # baselines are a set: each point once
+            if other.label == label:
+                raise ConfigError(f"the name {label!r} is already baseline {j}'s",
+                                  source=source, key=f"{key}.name",
+                                  hint="give every baseline its own name")
+            if other.point.keys() == point.keys() and all(
+                    _same(other.point[k], point[k]) for k in point):
+                raise ConfigError(f"the same point as baseline {j} ({other.label!r})",
+                                  source=source, key=key,
+                                  hint="list each point once; replicates = N trains seeds")
         baselines.append(Baseline(label, point))
     return tuple(baselines)
 
@@ -570,17 +640,24 @@ def _dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _name(value: Any, *, source: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ConfigError(f"{value!r} is not a usable study name", source=source,
+    if not isinstance(value, str) or not _NAME.match(value) or len(value) > MAX_NAME_LENGTH:
+        raise ConfigError(f"{shown(value)} is not a usable study name", source=source,
                           key="study.name",
-                          hint="letters, digits, '_', '.' and '-' (it names a folder)")
+                          hint=f"letters, digits, '_', '.' and '-', at most {MAX_NAME_LENGTH} "
+                               f"(it names a folder)")
     return value
 
 
-def _integer(value: Any, *, source: str, key: str, minimum: int) -> int:
+def _integer(value: Any, *, source: str, key: str, minimum: int,
+             maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{value!r} is not an integer >= {minimum}", source=source, key=key)
+        raise ConfigError(f"{shown(value)} is not an integer >= {minimum}", source=source,
+                          key=key)
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{shown(value)} is above the limit of {maximum}", source=source,
+                          key=key, hint=LIMIT_REASONS.get(key.split(".")[-1], ""))
     return value
+
 
 
 def _boolean(value: Any, *, source: str, key: str) -> bool:
@@ -592,8 +669,10 @@ def _boolean(value: Any, *, source: str, key: str) -> bool:
 def _timeout(value: Any, *, source: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{value!r} is not a positive number of seconds", source=source,
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{shown(value)} is not a positive, finite number of seconds",
+                          source=source,
                           key="study.timeout", hint="e.g. timeout = 1200 for 20 minutes")
     return float(value)
 

@@ -268,11 +268,12 @@ class Trainer:
             "train_seconds": epoch_time,
         }
         progress.batch, progress.loss_sum, progress.epoch_seconds = 0, 0.0, 0.0
-        if last or (config.sample_every and progress.epoch % config.sample_every == 0):
-            record["grid"] = str(self.sample_grid(parts, progress.epoch))
         evaluation = self.evaluation
         if evaluation and (last or (evaluation.every and progress.epoch % evaluation.every == 0)):
-            record.update(self._evaluate(parts))
+            record.update(self._evaluate(parts, progress.epoch))
+        wants_grid = last or (config.sample_every and progress.epoch % config.sample_every == 0)
+        if wants_grid and "grid" not in record:
+            record["grid"] = str(self.sample_grid(parts, progress.epoch))
         metrics_log.append(self.paths.metrics, record)
         self.host.hook.epoch_end(run=info, metrics=record)
         self.reporter.epoch(record)
@@ -294,15 +295,23 @@ class Trainer:
                                        sampler=sampler, steps=steps)
         return save_grid(samples, self.config.scaling, self.paths.grid(epoch))
 
-    def _evaluate(self, parts: Assembly) -> dict[str, float]:
-        """Metric values with their 95% intervals, flattened into record keys."""
+    def _evaluate(self, parts: Assembly, epoch: int) -> dict[str, Any]:
+        """Metric values with their 95% intervals, flattened into record keys, and ``grid``:
+        the first ``grid_size`` of the samples the evaluation drew (no extra sampling; the
+        evaluation's fixed noise, so every epoch and trial shows the same noise)."""
         from ablate.evaluation import evaluate
+
+        record: dict[str, Any] = {}
+
+        def keep_grid(samples: torch.Tensor) -> None:
+            path = save_grid(samples[: self.config.grid_size], self.config.scaling,
+                             self.paths.grid(epoch))
+            record["grid"] = str(path)
 
         ev = self.evaluation
         started = time.perf_counter()
         values = evaluate(parts, ev.metrics, ev.samples, sampler=ev.sampler, steps=ev.steps,
-                          seed=ev.seed, host=self.host)
-        record: dict[str, float] = {}
+                          seed=ev.seed, host=self.host, on_samples=keep_grid)
         for name, value in values.items():
             record.update({name: value.value, f"{name}_low": value.low,
                            f"{name}_high": value.high, f"{name}_n": value.n})

@@ -175,3 +175,70 @@ def test_any_text_at_all_is_a_config_error_or_a_study(text: str, tmp_path: Path)
         load_study_file(path)
     except ConfigError as exc:
         assert exc.source == str(path)
+
+
+SEVERAL_MISTAKES = """
+[study]
+name = "several"
+trails = 4
+timeout = nan
+sampler = "tpee"
+
+[run]
+T = 0
+lr = "fast"
+decoder = {name = "cnn", chanels = [4, 8]}
+
+[eval]
+metrics = ["fid", "fid"]
+samples = 1
+
+[search]
+"run.lrr" = {low = 1e-4, high = 1e-2}
+"""
+
+
+def test_a_study_with_several_mistakes_reports_every_one_at_once(tmp_path: Path):
+    path = tmp_path / "several.toml"
+    path.write_text(SEVERAL_MISTAKES, encoding="utf-8")
+    result = runner.invoke(app, ["run", str(path), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    lines = [" ".join(line.split()) for line in result.output.split("error: ")[1:]]
+    assert all(line.startswith(f"{path}: ") for line in lines), lines
+    found = {line.removeprefix(f"{path}: ").split(":")[0] for line in lines}
+    assert found == {"study.trails", "study.timeout", "study.sampler", "run.T", "run.lr",
+                     "run.decoder.chanels", "eval.samples"}, lines
+    assert "did you mean 'trials'?" in result.output and "did you mean 'tpe'?" in result.output
+    assert "did you mean 'channels'?" in result.output and "Traceback" not in result.output
+
+
+def test_eval_and_search_mistakes_are_reported_together_once_run_is_right(tmp_path: Path):
+    text = SEVERAL_MISTAKES.replace("T = 0\nlr = \"fast\"\n", "").replace("chanels", "channels")
+    path = tmp_path / "several.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_study_file(path)
+    keys = {e.key for e in caught.value.errors}
+    assert {"eval.samples", "search.run.lrr", "study.trails", "study.timeout",
+            "study.sampler"} <= keys, keys
+
+
+def test_a_run_file_with_several_mistakes_reports_every_one_before_training(tmp_path: Path):
+    path = tmp_path / "several.run.toml"
+    path.write_text('[run]\nT = -1\nbatch_sise = 8\nscaling = "centred"\n'
+                    'schedule = {name = "linear", beta_max = 2.0, bogus = 1}\n'
+                    '[eval]\nmetrics = ["fidd"]\n', encoding="utf-8")
+    result = runner.invoke(app, ["train", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    keys = [line.split(": ")[1] for line in result.output.split("error: ")[1:]]
+    assert sorted(keys) == ["eval.metrics", "run.T", "run.batch_sise", "run.scaling",
+                           "run.schedule.beta_max", "run.schedule.bogus"], \
+        result.output
+
+
+def test_local_workers_far_beyond_the_cores_are_refused(tmp_path: Path):
+    path = tmp_path / "study.toml"
+    path.write_text(toml_document(VALID), encoding="utf-8")
+    result = runner.invoke(app, ["run", str(path), "--dry-run", "--workers", "100000"])
+    assert result.exit_code == 2
+    assert "--workers: 100000 local workers on a machine with" in " ".join(result.output.split())

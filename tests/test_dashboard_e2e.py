@@ -77,9 +77,31 @@ def wait_for(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
     pytest.fail(f"the dashboard did not answer at {url} within {seconds} s")
 
 
-def test_dashboard_shows_the_study_its_trials_and_a_sample_grid(tmp_path: Path, one_thread):
+PRUNED_REPLICATED = """
+[study]
+name = "dash"
+output = "{output}"
+trials = 2
+objective = "loss"
+replicates = 2
+pruner = {{name = "median", n_startup_trials = 1}}
+baselines = [{{"run.lr" = 1e-2}}, {{"run.lr" = 1e-4}}]
+{run}
+[eval]
+metrics = ["fid"]
+samples = 8
+every = 1
+
+[search]
+"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}
+"""
+"""Two trials of two replicates, evaluated every epoch; the second (lr 1e-4) is pruned."""
+
+
+def test_dashboard_shows_every_trials_grid_of_every_evaluated_epoch(tmp_path: Path, one_thread):
     path = tmp_path / "dash.toml"
-    path.write_text(STUDY.format(run=TINY_STUDY_RUN, output=(tmp_path / "out").as_posix()),
+    path.write_text(PRUNED_REPLICATED.format(run=TINY_STUDY_RUN,
+                                             output=(tmp_path / "out").as_posix()),
                     encoding="utf-8")
     run_study(load_study_file(path), StudyDisplay(Console(file=io.StringIO())))
     port = free_port()
@@ -92,39 +114,46 @@ def test_dashboard_shows_the_study_its_trials_and_a_sample_grid(tmp_path: Path, 
         summaries = json.loads(get(f"{base}/api/studies"))["study_summaries"]
         (study,) = [s for s in summaries if s["study_name"] == "dash"]
         detail = json.loads(get(f"{base}/api/studies/{study['study_id']}"))
-        assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete"]
-        names = {a["filename"] for a in detail["trials"][0]["artifacts"]}
-        assert {"epoch_0002.png", "curves.png", "last.safetensors", "metrics.jsonl"} == names
+        assert [t["state"] for t in detail["trials"]] == ["Complete", "Pruned"]
+        evaluated = {0: [1, 2], 1: [1]}  # the pruned trial stopped after its first epoch
+        for trial in detail["trials"]:
+            grids = {f"replicate_{r}_epoch_{e:04d}.png" for r in (0, 1)
+                     for e in evaluated[trial["number"]]}
+            names = {a["filename"] for a in trial["artifacts"]}
+            assert names == grids | {"replicate_0_last.safetensors",
+                                     "replicate_1_last.safetensors", "curves.png",
+                                     "metrics.jsonl"}
 
         SCREENSHOT.parent.mkdir(exist_ok=True)
-        page = f"{base}/dashboard/studies/{study['study_id']}/trials"
-        dom = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=15000",
-             "--window-size=1280,1500", f"--screenshot={SCREENSHOT}", "--dump-dom", page],
-            capture_output=True, text=True, timeout=120).stdout
-        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
-        assert "dash (id=" in text
-        assert "Trial 0" in text and "Trial 1" in text
-        grid = re.search(r'<img[^>]*alt="epoch_0002.png"[^>]*src="([^"]+)"', dom)
-        assert grid is not None, "the trial page shows no sample-grid artifact"
-        shown = get(base + grid.group(1))
-        trial_dir = tmp_path / "out" / "dash" / "trials" / "trial_0000"
-        assert shown == (trial_dir / "samples" / "epoch_0002.png").read_bytes()
+        for trial in detail["trials"]:
+            number = trial["number"]
+            page = f"{base}/dashboard/studies/{study['study_id']}/trials?numbers={number}"
+            dom = headless(page, SCREENSHOT, tmp_path / "chromium")
+            text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+            assert "dash (id=" in text and f"Trial {number}" in text
+            trial_dir = tmp_path / "out" / "dash" / "trials" / f"trial_{number:04d}"
+            for r in (0, 1):
+                for e in evaluated[number]:
+                    name = f"replicate_{r}_epoch_{e:04d}.png"
+                    grid = re.search(rf'<img[^>]*alt="{name}"[^>]*src="([^"]+)"', dom)
+                    assert grid is not None, f"trial {number}'s page shows no {name}"
+                    on_disk = trial_dir / f"replicate_{r}" / "samples" / f"epoch_{e:04d}.png"
+                    assert get(base + grid.group(1)) == on_disk.read_bytes()
+            assert "replicate_1_last.safetensors" in text
         assert SCREENSHOT.read_bytes()[:4] == b"\x89PNG"
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def headless(url: str, screenshot: Path, profile: Path, *, height: int = 1500) -> str:
+def headless(url: str, screenshot: Path, profile: Path, *, height: int = 1500,
+             budget_ms: int = 15000) -> str:
     """The DOM of a page after headless Chromium rendered it; a screenshot is kept."""
     screenshot.parent.mkdir(exist_ok=True)
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+         f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
          f"--window-size=1280,{height}", f"--screenshot={screenshot}", "--dump-dom", url],
         capture_output=True, text=True, timeout=120).stdout
 

@@ -34,3 +34,19 @@ def test_same_seed_same_samples_other_seed_other_samples(checkpoint: Path):
 def test_sampling_uses_the_averaged_weights(checkpoint: Path):
     parts = load_trained(checkpoint)
     assert parts.averager.sampling_model() is not parts.model
+
+
+@pytest.mark.parametrize("count", [2, 5, 16])
+def test_sample_grids_have_the_pixels_torchvision_would_write(tmp_path: Path, count: int):
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    from ablate.grids import save_grid
+
+    samples = torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.6
+    ours = save_grid(samples, "centered", tmp_path / "ours.png")
+    columns = max(1, int(torch.tensor(count).sqrt().ceil()))
+    save_image((samples + 0.5).clamp(0, 1), tmp_path / "theirs.png", nrow=columns, padding=2)
+    with Image.open(ours) as a, Image.open(tmp_path / "theirs.png") as b:
+        assert a.size == b.size
+        assert list(a.convert("RGB").getdata()) == list(b.convert("RGB").getdata())
