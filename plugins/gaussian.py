@@ -5,7 +5,10 @@ The network reads (z_t, t / T) and predicts eps, x_0 or v = sqrt(alpha_bar_t) ep
 sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022); the loss regresses that target, uniformly or with
 the min-SNR weights of Hang et al. (2023). Samplers: ancestral (Ho et al., Algorithm 2) and DDIM
 (Song et al. 2021, eq. 12), both on all T steps or on an evenly spaced subsequence whose betas
-are recomputed from alpha_bar (Nichol & Dhariwal 2021, "respacing").
+are recomputed from alpha_bar (Nichol & Dhariwal 2021, "respacing"), and the fast ODE solvers of
+``gaussian_solvers`` (DPM-Solver++(2M), UniPC, Euler and Heun, through diffusers). Training
+timesteps are uniform (Ho et al.), logit-normal in t / T (Esser et al. 2024) or log-normal in
+sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) (Karras et al. 2022).
 
 The defaults (eps, uniform, ancestral with sigma_t^2 = beta_t, all T steps) are the coursework
 DDPM, computed with the same operations in the same order so results match it bit for bit (the
@@ -20,6 +23,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from ablate_builtins.gaussian_solvers import SOLVERS, solve
 from torch import nn
 
 import ablate
@@ -43,8 +47,17 @@ class Gaussian(Degradation):
         "uniform", "uniform: plain MSE on the prediction; min_snr: weight step t by "
         "min(SNR_t, snr_gamma) in x0 terms (Hang et al. 2023)")
     snr_gamma: float = param(5.0, "gamma of the min_snr weighting", gt=0)
-    sampler: Literal["ancestral", "ddim"] = param(
-        "ancestral", "default sampler: ancestral (DDPM Algorithm 2) or ddim (Song et al. 2021)")
+    timestep_sampling: Literal["uniform", "logit_normal", "log_normal"] = param(
+        "uniform", "training t: uniform on 1..T (DDPM); logit_normal: t/T = sigmoid(m + s n) "
+        "(Esser et al. 2024); log_normal: the t whose sigma_t is nearest exp(p_mean + p_std n) "
+        "(Karras et al. 2022)")
+    logit_mean: float = param(0.0, "m of the logit_normal timestep sampling")
+    logit_std: float = param(1.0, "s of the logit_normal timestep sampling", gt=0)
+    p_mean: float = param(-1.2, "P_mean of the log_normal timestep sampling (ln sigma)")
+    p_std: float = param(1.2, "P_std of the log_normal timestep sampling", gt=0)
+    sampler: Literal["ancestral", "ddim", "dpm++2m", "unipc", "euler", "heun"] = param(
+        "ancestral", "default sampler: ancestral (DDPM Algorithm 2), ddim (Song et al. 2021), "
+        "or diffusers' dpm++2m (DPM-Solver++ 2M), unipc, euler, heun (ODE in sigma space)")
     variance: Literal["beta", "beta_tilde"] = param(
         "beta", "ancestral sigma_t^2: beta_t, or the posterior variance "
         "beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t")
@@ -164,7 +177,7 @@ class Step:
 class GaussianProcess(DegradationProcess):
     """The Gaussian degradation bound to a schedule, a data range and a device."""
 
-    samplers = ("ancestral", "ddim")
+    samplers = ("ancestral", "ddim", *SOLVERS)
 
     def __init__(self, settings: Gaussian, alpha_bar: torch.Tensor,
                  data_range: tuple[float, float], device: torch.device) -> None:
@@ -176,6 +189,10 @@ class GaussianProcess(DegradationProcess):
         self.betas = betas_from_alpha_bar(alpha_bar).to(device=device, dtype=torch.float32)
         # Host copy for the sampler loop, so stepping through t never syncs with the device.
         self._alpha_bar = alpha_bar.detach().to("cpu", torch.float64)
+        # ln sigma_t = 0.5 (ln(1 - alpha_bar_t) - ln alpha_bar_t), increasing in t: the table
+        # log_normal timestep sampling searches (float64, then float32 on the device).
+        self.log_sigma = (0.5 * ((1 - alpha_bar.double()).log() - alpha_bar.double().log())
+                          ).to(device=device, dtype=torch.float32)
         self.loss_weights = None
         if settings.loss_weighting == "min_snr":
             self.loss_weights = min_snr_weights(alpha_bar, settings.snr_gamma,
@@ -185,8 +202,7 @@ class GaussianProcess(DegradationProcess):
 
     def loss(self, model: nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         # Algorithm 1 of Ho et al. (2020): t ~ U{1..T}, eps ~ N(0, I), regress the target.
-        batch = x0.shape[0]
-        t = torch.randint(1, self.T + 1, (batch,), device=x0.device, generator=generator)
+        t = self.training_timesteps(x0.shape[0], generator)
         eps = torch.randn(x0.shape, device=x0.device, generator=generator)
         alpha_bar_t = _per_image(self.alpha_bar[t - 1], x0)
         z_t = alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps  # q(z_t | x), eq. (4)
@@ -196,6 +212,21 @@ class GaussianProcess(DegradationProcess):
             return F.mse_loss(output, target)
         per_image = (output - target).square().flatten(1).mean(dim=1)
         return (self.loss_weights[t - 1] * per_image).mean()
+
+    def training_timesteps(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Steps t in 1..T (int64, shape (batch,)) drawn as ``timestep_sampling`` says."""
+        kind, device = self.settings.timestep_sampling, self.device
+        if kind == "uniform":
+            return torch.randint(1, self.T + 1, (batch,), device=device, generator=generator)
+        n = torch.randn(batch, device=device, generator=generator)
+        if kind == "logit_normal":
+            # t / T = sigmoid(m + s n) (Esser et al. 2024, eq. 19), rounded up onto 1..T
+            u = torch.sigmoid(self.settings.logit_mean + self.settings.logit_std * n)
+            return (u * self.T).ceil().long().clamp(1, self.T)
+        # ln sigma ~ N(P_mean, P_std^2) (Karras et al. 2022, Table 1), the step at or above it
+        log_sigma = self.settings.p_mean + self.settings.p_std * n
+        index = torch.searchsorted(self.log_sigma, log_sigma)
+        return index.clamp(max=self.T - 1) + 1
 
     def predict_eps_and_x0(self, model: nn.Module, z_t: torch.Tensor,
                            t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,8 +261,11 @@ class GaussianProcess(DegradationProcess):
     def sample(self, model: nn.Module, shape: tuple[int, ...], generator: torch.Generator, *,
                sampler: str | None = None, steps: int | None = None) -> torch.Tensor:
         # steps: None takes sample_steps; 0 (from either) means all T steps.
-        update = self._ancestral_step if self._sampler(sampler) == "ancestral" else self._ddim_step
+        name = self._sampler(sampler)
         count = self.settings.sample_steps if steps is None else steps
+        if name in SOLVERS:
+            return self._solve(model, shape, generator, name, count or self.T)
+        update = self._ancestral_step if name == "ancestral" else self._ddim_step
         schedule = self.sampling_steps(count or self.T)
         was_training = model.training
         model.eval()
@@ -241,6 +275,17 @@ class GaussianProcess(DegradationProcess):
         model.train(was_training)
         # Images live in the data range; pictures and feature networks clamp there anyway.
         return z.clamp(*self.data_range)
+
+    def _solve(self, model: nn.Module, shape: tuple[int, ...], generator: torch.Generator,
+               name: str, steps: int) -> torch.Tensor:
+        respaced_timesteps(self.T, steps)  # the same check of 1 <= steps <= T
+        was_training = model.training
+        model.eval()
+        images = solve(name, model, shape, generator, alpha_bar=self._alpha_bar,
+                       prediction=self.settings.prediction, steps=steps, device=self.device,
+                       clip=self.data_range if self.settings.clip_x0 else None)
+        model.train(was_training)
+        return images.clamp(*self.data_range)
 
     def _ancestral_step(self, model: nn.Module, z: torch.Tensor, step: Step,
                         generator: torch.Generator) -> torch.Tensor:

@@ -292,7 +292,7 @@ def test_samples_have_the_shape_and_depend_only_on_the_seed(sampler):
 
 def test_the_component_sets_the_default_sampler_and_steps():
     process = bind(sampler="ddim", sample_steps=4)
-    assert process.samplers == ("ddim", "ancestral")
+    assert process.samplers == ("ddim", "ancestral", "dpm++2m", "unipc", "euler", "heun")
     model = Toy()
     default = process.sample(model, SHAPE, seeded(15))
     explicit = bind().sample(model, SHAPE, seeded(15), sampler="ddim", steps=4)
