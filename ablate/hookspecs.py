@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import torch
+
     from ablate.components import Component
     from ablate.run_info import RunInfo
 
@@ -67,6 +69,12 @@ def run_start(run: RunInfo) -> None:
 
 
 @hookspec
+def step_end(run: RunInfo, step: int, loss: torch.Tensor) -> None:
+    """Called after every optimisation step with its detached 0-d loss tensor, still on the
+    device. Reading it (``float(loss)``) waits for the device: do it only every few steps."""
+
+
+@hookspec
 def epoch_end(run: RunInfo, metrics: dict[str, Any]) -> None:
     """Called after each epoch with that epoch's logged metrics (loss, throughput, ...)."""
 
@@ -78,3 +86,13 @@ def run_end(run: RunInfo, status: str) -> None:
     ``status`` is ``completed``, ``interrupted`` (Ctrl-C; resumable), ``stopped`` (ended early
     by its caller, e.g. a pruned trial) or ``failed``.
     """
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment trackers: called when a run or study switches trackers on
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_trackers(register: Register) -> None:
+    """Register experiment-tracker classes (subclasses of ``ablate.tracking.Tracker``)."""

@@ -49,6 +49,7 @@ from ablate.safe_paths import inside
 from ablate.storage import file_path, masked, open_storage, worker_identity
 from ablate.study_artifacts import TrialArtifacts, artifact_store
 from ablate.study_config import StudySpec
+from ablate.tracking import TrackingContext, tracking
 from ablate.training import DivergedError, EarlyStop, Interrupted, Reporter
 from ablate.workers import SAMPLER_SEED_STRIDE, run_trials
 
@@ -280,7 +281,10 @@ class TrialRunner:
         self.parameter_count = None
         started = time.perf_counter()
         try:
-            trainer.run(resume="retry_of" in trial.user_attrs)
+            context = TrackingContext(spec.name, spec.folder,
+                                      {"study": spec.name, "trial": str(trial.number)})
+            with tracking(spec.host, spec.trackers, context):
+                trainer.run(resume="retry_of" in trial.user_attrs)
         except EarlyStop:
             self._finish(trial, run_dir, artifacts, started, "pruned", None)
             raise optuna.TrialPruned() from None

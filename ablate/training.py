@@ -177,6 +177,7 @@ class Trainer:
             self._start_fresh(resume)
             parts.process.fit(to_model_range(images, config.scaling))
         info = RunInfo(config, self.paths.root, str(self.device), parts.parameter_count)
+        self._info = info  # what step_end observers are told about the run
         self.host.hook.run_start(run=info)
         self.reporter.start(total_steps, progress.step)
         status = "failed"
@@ -240,6 +241,7 @@ class Trainer:
                 progress.batch += 1
                 parts.averager.update(model, progress.step)
                 loss_sum += loss.detach()
+                self.host.hook.step_end(run=self._info, step=progress.step, loss=loss.detach())
                 if progress.step % SYNC_EVERY == 0:
                     value = loss.item()
                     _check_finite(value, progress)

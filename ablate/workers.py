@@ -137,7 +137,9 @@ def worker_command(spec: StudySpec, index: int) -> list[str]:
         command += ["--n-trials", str(spec.trials)]
     if spec.timeout is not None:
         command += ["--timeout", str(spec.timeout)]
-    return command
+    for tracker in spec.trackers:  # those of --tracker too; a file's keep its settings
+        command += ["--tracker", tracker.name]
+    return [*command, *spec.overrides]  # the command line's KEY=VALUE overrides, as given
 
 
 def threads_per_worker(workers: int, cores: int | None) -> int:
