@@ -26,7 +26,7 @@ from ablate.ema import EmaStrategy
 from ablate.errors import Collector, ConfigError
 from ablate.lr_schedules import LrSchedule
 from ablate.optimizers import Optimizer
-from ablate.plugin_host import PluginHost, default_host
+from ablate.plugin_host import PluginHost, broken_hint, default_host
 from ablate.schedules import NoiseSchedule
 
 MAX_T = 100_000
@@ -226,7 +226,8 @@ def _parse_component(host: PluginHost, family: str, value: Any, *, source: str |
         hint = suggest(name, known)
         valid = f"installed {family} plugins: {', '.join(known) or 'none'}"
         raise ConfigError(f"unknown {family} {name!r}", source=source, key=key,
-                          hint=f"{hint} {valid}" if hint else valid)
+                          hint=(f"{hint} {valid}" if hint else valid)
+                          + broken_hint(host, family, name))
     return build_component(cls, params, source=source, key=key)
 
 

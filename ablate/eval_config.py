@@ -13,7 +13,7 @@ from ablate.components import coerce, param, param_infos, suggest
 from ablate.config import MAX_SEED, RunConfig, check_keys
 from ablate.datasets import SCALINGS
 from ablate.errors import Collector, ConfigError
-from ablate.plugin_host import PluginHost, default_host
+from ablate.plugin_host import PluginHost, broken_hint, default_host
 
 MAX_SAMPLES = 50_000
 
@@ -58,7 +58,9 @@ def parse_eval(table: Any, run: RunConfig | None, *, source: str | None, key: st
             hint = suggest(name, known)
             valid = f"installed metrics: {', '.join(known) or 'none'}"
             errors.add(ConfigError(f"unknown metric {name!r}", source=source,
-                                   key=f"{key}.metrics", hint=f"{hint} {valid}" if hint else valid))
+                                   key=f"{key}.metrics",
+                                   hint=(f"{hint} {valid}" if hint else valid)
+                                   + broken_hint(host, "metric", name)))
     errors.attempt(check_metric_names, config.metrics, source=source, key=f"{key}.metrics")
     if run is None:
         errors.raise_errors()

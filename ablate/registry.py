@@ -6,13 +6,15 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ablate.components import Component
+from ablate.components import Component, coerce, param_infos
 from ablate.datasets import Dataset
 from ablate.decoders import Decoder
 from ablate.degradations import Degradation
 from ablate.ema import EmaStrategy
-from ablate.errors import PluginError
+from ablate.errors import ConfigError, PluginError
+from ablate.lr_schedules import LrSchedule
 from ablate.metrics import Metric
+from ablate.optimizers import Optimizer
 from ablate.schedules import NoiseSchedule
 
 
@@ -34,6 +36,8 @@ FAMILIES: dict[str, Family] = {
         Family("degradation", Degradation, "register_degradations"),
         Family("ema", EmaStrategy, "register_ema_strategies"),
         Family("metric", Metric, "register_metrics"),
+        Family("optimizer", Optimizer, "register_optimizers"),
+        Family("lr_schedule", LrSchedule, "register_lr_schedules"),
     )
 }
 
@@ -61,15 +65,24 @@ class Registry:
         default_factory=lambda: {name: {} for name in FAMILIES})
 
     def add(self, family: Family, component: type[Component], provenance: Provenance) -> None:
-        _check_component(family, component, provenance)
-        known = self.entries[family.name].get(component.name)
-        if known is not None:
-            raise PluginError(
-                f"{family.name} {component.name!r} is registered twice: by plugin "
-                f"{known.provenance.plugin!r} ({known.provenance.distribution}) and by plugin "
-                f"{provenance.plugin!r} ({provenance.distribution}); block one with "
-                f"ABLATE_BLOCK_PLUGINS")
+        where = f"plugin {provenance.plugin!r} ({provenance.distribution})"
+        try:
+            check_component(family, component)
+        except PluginError as exc:
+            raise PluginError(f"{where}: {exc}") from None
+        clash = self.clash(family, component)
+        if clash is not None:
+            raise PluginError(f"{where}: {clash}")
         self.entries[family.name][component.name] = Entry(component, provenance)
+
+    def clash(self, family: Family, component: type[Component]) -> str | None:
+        """Why ``component`` cannot join the family: its name is taken; None when free."""
+        known = self.entries[family.name].get(component.name)
+        if known is None:
+            return None
+        return (f"{family.name} {component.name!r} is registered twice: already by plugin "
+                f"{known.provenance.plugin!r} ({known.provenance.distribution}); rename it, or "
+                f"block one with ABLATE_BLOCK_PLUGINS")
 
     def remove_plugin(self, plugin: str) -> None:
         """Forget every component a plugin registered (used when it breaks half-way)."""
@@ -90,15 +103,47 @@ class Registry:
                 yield family, entries[name]
 
 
-def _check_component(family: Family, component: object, provenance: Provenance) -> None:
-    where = f"plugin {provenance.plugin!r} ({provenance.distribution})"
+def check_component(family: Family, component: object) -> None:
+    """Raise PluginError (the reason, one line) unless ``component`` is a usable class of the
+    family: a frozen dataclass subclass with a name, a docstring, and parameters that each have
+    a default inside their own bounds and one line of help."""
+    base = f"{family.base.__module__}.{family.base.__qualname__}"
+    if isinstance(component, family.base):
+        cls = type(component).__qualname__
+        raise PluginError(f"registered an instance of {cls} as a {family.name}; register the "
+                          f"class itself: register({cls})")
     if not (isinstance(component, type) and issubclass(component, family.base)):
-        raise PluginError(f"{where} registered {component!r} as a {family.name}, but it is not a "
-                          f"subclass of {family.base.__module__}.{family.base.__qualname__}")
-    if not dataclasses.is_dataclass(component):
-        raise PluginError(f"{where}: {component.__qualname__} must be a @dataclass(frozen=True)")
+        raise PluginError(f"registered {component!r} as a {family.name}, but it is not a "
+                          f"subclass of {base}")
+    # Its own decorator, not only the base's: an undecorated subclass inherits the dataclass
+    # machinery, but its annotated parameters would silently not be fields.
+    if "__dataclass_fields__" not in vars(component) or \
+            not component.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise PluginError(f"{component.__qualname__} must be a @dataclass(frozen=True): "
+                          f"components are values, compared and stored by their parameters")
     name = getattr(component, "name", None)
     if not isinstance(name, str) or not name:
-        raise PluginError(f"{where}: {component.__qualname__} has no 'name'")
+        raise PluginError(f"{component.__qualname__} has no 'name' (set name = \"...\" on the "
+                          f"class: run files choose it by that name)")
     if not component.summary():
-        raise PluginError(f"{where}: {family.name} {name!r} has no docstring to summarise it")
+        raise PluginError(f"{family.name} {name!r} has no docstring to summarise it")
+    for f in dataclasses.fields(component):
+        _check_parameter(family, name, component, f)
+
+
+def _check_parameter(family: Family, name: str, component: type[Component],
+                     f: dataclasses.Field) -> None:
+    what = f"{family.name} {name!r}: parameter {f.name!r}"
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        raise PluginError(f"{what} has no default (every parameter needs one, so a run file "
+                          f"may leave it out)")
+    if not f.metadata.get("help"):
+        raise PluginError(f"{what} has no help (declare it with ablate.components.param("
+                          f"default, help))")
+    info = next(i for i in param_infos(component) if i.name == f.name)
+    if f.default is not dataclasses.MISSING:
+        try:
+            coerce(info, info.default, source=None, key=f.name)
+        except ConfigError as exc:
+            raise PluginError(f"{what}: its default {exc.message}"
+                              + (f" ({exc.hint})" if exc.hint else "")) from None

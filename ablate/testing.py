@@ -33,16 +33,20 @@ if TYPE_CHECKING:
         check_decoder,
         check_degradation,
         check_ema,
+        check_lr_schedule,
         check_metric,
+        check_optimizer,
         check_schedule,
     )
     from ablate.plugin_host import PluginHost
 
 _LAZY = {"ContractError", "check_component", "check_dataset", "check_decoder",
-         "check_degradation", "check_ema", "check_metric", "check_schedule"}
+         "check_degradation", "check_ema", "check_lr_schedule", "check_metric",
+         "check_optimizer", "check_schedule"}
 
 __all__ = ["ContractError", "ablate_contract", "check_component", "check_dataset", "check_decoder",
-           "check_degradation", "check_ema", "check_metric", "check_schedule", "contract_tests"]
+           "check_degradation", "check_ema", "check_lr_schedule", "check_metric",
+           "check_optimizer", "check_schedule", "contract_tests"]
 
 
 def __getattr__(name: str) -> Any:

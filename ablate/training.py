@@ -23,14 +23,7 @@ import torch
 from ablate import __version__, metrics_log
 from ablate.assembly import Assembly, assemble
 from ablate.atomic import write_text_atomic
-from ablate.checkpoint import (
-    load_checkpoint,
-    optimizer_from_flat,
-    optimizer_to_flat,
-    prefixed,
-    save_checkpoint,
-    unprefixed,
-)
+from ablate.checkpoint import load_checkpoint, prefixed, save_checkpoint, unprefixed
 from ablate.config import RunConfig, parse_run
 from ablate.datasets import to_model_range
 from ablate.device import resolve_device
@@ -38,6 +31,7 @@ from ablate.errors import AblateError, CheckpointError
 from ablate.eval_config import EvalConfig
 from ablate.grids import save_grid
 from ablate.plugin_host import PluginHost, default_host
+from ablate.recipe import TrainingRecipe
 from ablate.run_info import RunInfo
 
 SYNC_EVERY = 50
@@ -166,12 +160,12 @@ class Trainer:
         steps_per_epoch = len(images) // config.batch_size
         total_steps = config.steps or config.epochs * steps_per_epoch
         parts = assemble(config, tuple(images.shape[1:]), self.device)
-        optimizer = torch.optim.Adam(parts.model.parameters(), lr=config.lr)
+        recipe = TrainingRecipe(config, parts.model, self.device, total_steps)
         data_rng = torch.Generator().manual_seed(config.seed)
         noise_rng = torch.Generator(self.device).manual_seed(config.seed + 1)
         progress = Progress()
         if resume and self.paths.checkpoint.exists():
-            progress = self._restore(parts, optimizer, data_rng, noise_rng)
+            progress = self._restore(parts, recipe, data_rng, noise_rng)
             metrics_log.keep_epochs_up_to(self.paths.metrics, progress.epoch)
         else:
             self._start_fresh(resume)
@@ -186,15 +180,15 @@ class Trainer:
                 while progress.step < total_steps:
                     epoch_start_rng = data_rng.get_state()
                     order = torch.randperm(len(images), generator=data_rng).to(self.device)
-                    finished = self._train_epoch(parts, optimizer, images, order, noise_rng,
+                    finished = self._train_epoch(parts, recipe, images, order, noise_rng,
                                                  progress, steps_per_epoch, total_steps)
                     if not finished:
                         data_rng.set_state(epoch_start_rng)
-                        self._save(parts, optimizer, data_rng, noise_rng, progress)
+                        self._save(parts, recipe, data_rng, noise_rng, progress)
                         raise Interrupted(
                             f"stopped at step {progress.step}; state saved to "
                             f"{self.paths.checkpoint}; continue with --resume")
-                    self._end_epoch(info, parts, optimizer, data_rng, noise_rng, progress,
+                    self._end_epoch(info, parts, recipe, data_rng, noise_rng, progress,
                                     last=progress.step >= total_steps)
             status = "completed"
         except Interrupted:
@@ -218,7 +212,7 @@ class Trainer:
             images = images.pin_memory()
         return images.to(self.device, non_blocking=True)
 
-    def _train_epoch(self, parts: Assembly, optimizer: torch.optim.Optimizer,
+    def _train_epoch(self, parts: Assembly, recipe: TrainingRecipe,
                      images: torch.Tensor, order: torch.Tensor, noise_rng: torch.Generator,
                      progress: Progress, steps_per_epoch: int, total_steps: int) -> bool:
         """Run the rest of the current epoch; False when the user asked to stop."""
@@ -233,10 +227,7 @@ class Trainer:
                     return False
                 index = order[progress.batch * batch_size:(progress.batch + 1) * batch_size]
                 x0 = to_model_range(images[index], config.scaling)
-                loss = parts.process.loss(model, x0, noise_rng)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                loss = recipe.step(parts.process.loss, x0, noise_rng)
                 progress.step += 1
                 progress.batch += 1
                 parts.averager.update(model, progress.step)
@@ -253,7 +244,7 @@ class Trainer:
             progress.epoch_seconds += time.perf_counter() - started
         return True
 
-    def _end_epoch(self, info: RunInfo, parts: Assembly, optimizer: torch.optim.Optimizer,
+    def _end_epoch(self, info: RunInfo, parts: Assembly, recipe: TrainingRecipe,
                    data_rng: torch.Generator, noise_rng: torch.Generator, progress: Progress,
                    *, last: bool) -> None:
         config = self.config
@@ -280,7 +271,7 @@ class Trainer:
         self.host.hook.epoch_end(run=info, metrics=record)
         self.reporter.epoch(record)
         if last or progress.epoch % config.checkpoint_every == 0:
-            self._save(parts, optimizer, data_rng, noise_rng, progress)
+            self._save(parts, recipe, data_rng, noise_rng, progress)
         if self.epoch_callback is not None:
             self.epoch_callback(record)
 
@@ -329,14 +320,14 @@ class Trainer:
         write_text_atomic(self.paths.config, json.dumps(
             {"ablate": __version__, "run": self.config.to_dict()}, indent=2) + "\n")
 
-    def _save(self, parts: Assembly, optimizer: torch.optim.Optimizer,
+    def _save(self, parts: Assembly, recipe: TrainingRecipe,
               data_rng: torch.Generator, noise_rng: torch.Generator, progress: Progress) -> None:
-        optim_tensors, optim_meta = optimizer_to_flat(optimizer.state_dict())
+        optim_tensors, optim_meta = recipe.state()
         tensors = {
             **prefixed("model", parts.model.state_dict()),
             **prefixed("ema", parts.averager.state_dict()),
             **prefixed("process", parts.process.state_dict()),
-            **prefixed("optim", optim_tensors),
+            **optim_tensors,
             "rng.data": data_rng.get_state(),
             "rng.noise": noise_rng.get_state(),
             "rng.global": torch.get_rng_state(),
@@ -344,20 +335,21 @@ class Trainer:
         }
         meta = {"config": self.config.to_dict(), "progress": vars(progress),
                 "image_shape": list(parts.image_shape),
-                "optimizer": optim_meta, "ablate": __version__}
+                **optim_meta, "ablate": __version__}
         save_checkpoint(self.paths.checkpoint, tensors, meta)
 
-    def _restore(self, parts: Assembly, optimizer: torch.optim.Optimizer,
+    def _restore(self, parts: Assembly, recipe: TrainingRecipe,
                  data_rng: torch.Generator, noise_rng: torch.Generator) -> Progress:
         tensors, meta = load_checkpoint(self.paths.checkpoint)
-        if meta.get("config") != self.config.to_dict():
+        # compared as parsed, so that a checkpoint written before a [run] key existed (and
+        # holding its default) still resumes
+        if config_from_checkpoint(meta, self.paths.checkpoint, self.host) != self.config:
             raise CheckpointError(f"{self.paths.checkpoint} was written by a different "
                                   f"configuration; resume with the run file that started it")
         load_model_state(parts.model, unprefixed("model", tensors), self.paths.checkpoint)
         parts.averager.load_state_dict(unprefixed("ema", tensors))
         parts.process.load_state_dict(unprefixed("process", tensors))
-        optimizer.load_state_dict(optimizer_from_flat(unprefixed("optim", tensors),
-                                                      meta["optimizer"]))
+        recipe.restore(tensors, meta)
         data_rng.set_state(tensors["rng.data"])
         noise_rng.set_state(tensors["rng.noise"])
         torch.set_rng_state(tensors["rng.global"])

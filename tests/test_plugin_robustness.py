@@ -36,9 +36,63 @@ MODULES = {
         '    raise RuntimeError("boom while registering")\n'
     ),
 }
+HEADER = ("from dataclasses import dataclass\n"
+          "import ablate\n"
+          "from ablate.components import param\n"
+          "from ablate.decoders import Decoder\n"
+          "from ablate.schedules import NoiseSchedule\n\n")
+MISTAKES = {  # the four ordinary author mistakes, one plugin module each
+    "robustness_clash": HEADER + (
+        "@dataclass(frozen=True)\n"
+        "class Linear(NoiseSchedule):\n"
+        '    """Reuses a built-in name."""\n'
+        '    name = "linear"\n\n'
+        "@dataclass(frozen=True)\n"
+        "class Wide(Decoder):\n"
+        '    """A decoder the clash takes down with it."""\n'
+        '    name = "robustness-wide"\n\n'
+        "@ablate.hookimpl\n"
+        "def register_schedules(register):\n"
+        "    register(Linear)\n\n"
+        "@ablate.hookimpl\n"
+        "def register_decoders(register):\n"
+        "    register(Wide)\n"),
+    "robustness_misspelt": HEADER + (
+        "@ablate.hookimpl\n"
+        "def register_schedule(register):\n"
+        "    pass\n"),
+    "robustness_nameless": HEADER + (
+        "@dataclass(frozen=True)\n"
+        "class Nameless(NoiseSchedule):\n"
+        '    """Forgot its name."""\n\n'
+        "@ablate.hookimpl\n"
+        "def register_schedules(register):\n"
+        "    register(Nameless)\n"),
+    "robustness_instance": HEADER + (
+        "@dataclass(frozen=True)\n"
+        "class Flat(NoiseSchedule):\n"
+        '    """Registered as an instance."""\n'
+        '    name = "robustness-flat"\n'
+        '    beta: float = param(0.01, "beta", gt=0, lt=1)\n\n'
+        "@ablate.hookimpl\n"
+        "def register_schedules(register):\n"
+        "    register(Flat())\n"),
+}
+MODULES.update(MISTAKES)
 DISTRIBUTIONS = {  # distribution -> (version, plugin name, module)
     "robustness-missing-dependency": ("1.2", "missing_dependency", "robustness_missing_dependency"),
     "robustness-raising": ("3.4", "raising", "robustness_raises_while_registering"),
+    "robustness-clash": ("1.0", "clash", "robustness_clash"),
+    "robustness-misspelt": ("1.0", "misspelt", "robustness_misspelt"),
+    "robustness-nameless": ("1.0", "nameless", "robustness_nameless"),
+    "robustness-instance": ("1.0", "instance", "robustness_instance"),
+}
+REASONS = {
+    "clash": "schedule 'linear' is registered twice: already by plugin 'linear'",
+    "misspelt": "implements 'register_schedule', which is not an ablate hook (did you mean "
+                "'register_schedules'?",
+    "nameless": "Nameless has no 'name'",
+    "instance": "registered an instance of Flat as a schedule; register the class itself",
 }
 
 
@@ -62,7 +116,7 @@ def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_broken_plugins_are_listed_with_their_errors(broken_plugins):
     result = runner.invoke(app, ["list-plugins", "--json"])
     assert result.exit_code == 0, result.output
-    broken = {b["plugin"]: b for b in json.loads(result.output)["broken"]}
+    broken = {b["plugin"]: b for b in json.loads(result.stdout)["broken"]}
     assert broken["missing_dependency"]["source"] == "robustness-missing-dependency"
     assert broken["missing_dependency"]["error"].startswith(
         "import failed: ModuleNotFoundError: No module named "
@@ -70,6 +124,8 @@ def test_broken_plugins_are_listed_with_their_errors(broken_plugins):
     assert broken["raising"] == {"plugin": "raising", "source": "robustness-raising",
                                  "error": "register_schedules raised RuntimeError: boom while "
                                           "registering"}
+    for plugin, reason in REASONS.items():
+        assert reason in broken[plugin]["error"], broken[plugin]
 
 
 def test_table_shows_the_broken_plugins(broken_plugins, monkeypatch):
@@ -81,9 +137,40 @@ def test_table_shows_the_broken_plugins(broken_plugins, monkeypatch):
 
 
 def test_other_plugins_keep_working_beside_broken_ones(broken_plugins):
-    listing = json.loads(runner.invoke(app, ["list-plugins", "--json"]).output)
+    listing = json.loads(runner.invoke(app, ["list-plugins", "--json"]).stdout)
     schedules = [c["name"] for c in listing["families"]["schedule"]]
     assert "linear" in schedules and "robustness-half" not in schedules
     config = parse_run({"schedule": "cosine", "decoder": "unet"}, source="test")
     assert (config.schedule.name, config.decoder.name, config.dataset.name) == (
         "cosine", "unet", "mnist")
+
+
+def test_every_command_reports_each_broken_plugin_once_and_keeps_working(broken_plugins,
+                                                                         tmp_path: Path):
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "ok"\ntrials = 1\n\n[run]\nT = 10\nsteps = 2\n'
+                     'device = "cpu"\n\n[search]\n"run.lr" = {low = 1e-4, high = 1e-2}\n',
+                     encoding="utf-8")
+    result = runner.invoke(app, ["run", str(study), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: plugin")]
+    assert sorted(w.split("'")[1] for w in warnings) == sorted(DISTRIBUTIONS_BY_PLUGIN), warnings
+    for plugin, reason in REASONS.items():
+        assert any(f"'{plugin}'" in w and reason in w for w in warnings), (plugin, warnings)
+    assert "Traceback" not in result.output
+
+
+DISTRIBUTIONS_BY_PLUGIN = {plugin: dist for dist, (_, plugin, _) in DISTRIBUTIONS.items()}
+
+
+def test_unknown_component_names_the_broken_plugin_that_provides_it(broken_plugins,
+                                                                    tmp_path: Path):
+    run = tmp_path / "wide.toml"
+    run.write_text('[run]\nT = 10\nsteps = 2\ndevice = "cpu"\ndecoder = "robustness-wide"\n',
+                   encoding="utf-8")
+    result = runner.invoke(app, ["train", str(run), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    error = " ".join(result.stderr.split("error: ")[1].split())
+    assert "unknown decoder 'robustness-wide'" in error
+    assert "it comes from plugin 'clash', which is broken: schedule 'linear' is registered " \
+           "twice" in error

@@ -15,7 +15,9 @@ from ablate.contracts.datasets import check_dataset
 from ablate.contracts.decoders import check_decoder
 from ablate.contracts.degradations import check_degradation
 from ablate.contracts.ema import check_ema
+from ablate.contracts.lr_schedules import check_lr_schedule
 from ablate.contracts.metrics import check_metric
+from ablate.contracts.optimizers import check_optimizer
 from ablate.contracts.schedules import check_schedule
 from ablate.plugin_host import PluginHost, default_host
 
@@ -26,6 +28,8 @@ CHECKS: dict[str, Callable[..., None]] = {
     "degradation": check_degradation,
     "ema": check_ema,
     "metric": check_metric,
+    "optimizer": check_optimizer,
+    "lr_schedule": check_lr_schedule,
 }
 """The check of each family in ``ablate.registry.FAMILIES``."""
 
@@ -54,4 +58,5 @@ def _normalised(distribution: str) -> str:
 
 
 __all__ = ["CHECKS", "ContractError", "check_component", "check_dataset", "check_decoder",
-           "check_degradation", "check_ema", "check_metric", "check_schedule", "components_of"]
+           "check_degradation", "check_ema", "check_lr_schedule", "check_metric",
+           "check_optimizer", "check_schedule", "components_of"]

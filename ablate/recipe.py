@@ -1,0 +1,108 @@
+"""The training recipe of one run: optimiser, learning-rate schedule, gradient clipping,
+precision and compilation, applied in each optimisation step and saved in its checkpoints.
+
+The step stays on the device: the gradient norm that clipping computes is never read back, and
+the learning rate is a Python number the schedule sets between steps. The exception is fp16:
+torch's GradScaler reads one flag per step to skip steps whose gradients overflowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from ablate.checkpoint import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
+from ablate.config import RunConfig
+from ablate.errors import ConfigError
+
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""The autocast dtype of each reduced precision; fp32 runs without autocast."""
+
+Loss = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """fp16 needs CUDA (its GradScaler and fast kernels); bf16 runs anywhere."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision fp16 needs CUDA, but the run trains on {device.type}",
+                          key="run.precision", hint="use bf16 (slow on a CPU) or fp32")
+
+
+class TrainingRecipe:
+    """Optimises ``model`` with the run's optimiser, schedule, clipping and precision."""
+
+    def __init__(self, config: RunConfig, model: nn.Module, device: torch.device,
+                 total_steps: int) -> None:
+        check_precision(config.precision, device)
+        self.device = device
+        self.channels_last = config.channels_last
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.parameters = list(model.parameters())
+        self.optimizer = config.optimizer.build(self.parameters, config.lr)
+        self.scheduler = config.lr_schedule.build(self.optimizer, total_steps)
+        self.grad_clip = config.grad_clip
+        self.autocast_dtype = AUTOCAST_DTYPES.get(config.precision)
+        self.scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
+        self.network: nn.Module = torch.compile(model) if config.compile else model
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self, loss_of: Loss, x0: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """One optimisation step on the batch ``x0``; returns the detached loss on the device.
+
+        ``loss_of(network, x0, rng)`` is the degradation's training loss.
+        """
+        if self.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            loss = loss_of(self.network, x0, rng)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self._clip()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            self._clip()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.scheduler.step()
+        return loss.detach()
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Checkpoint tensors (``optim.*``) and JSON metadata of the optimiser, schedule and
+        grad scaler."""
+        tensors, optimizer_meta = optimizer_to_flat(self.optimizer.state_dict())
+        meta: dict[str, Any] = {"optimizer": optimizer_meta,
+                                "lr_schedule": self.scheduler.state_dict()}
+        if self.scaler is not None:
+            meta["grad_scaler"] = self.scaler.state_dict()
+        return prefixed("optim", tensors), meta
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Load what ``state`` saved. Checkpoints from before the lr_schedule family trained
+        with a constant lr and have no schedule state: there is nothing to restore."""
+        self.optimizer.load_state_dict(optimizer_from_flat(unprefixed("optim", tensors),
+                                                           meta["optimizer"]))
+        if "lr_schedule" in meta:
+            self.scheduler.load_state_dict(meta["lr_schedule"])
+        if self.scaler is not None and "grad_scaler" in meta:
+            self.scaler.load_state_dict(meta["grad_scaler"])
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _clip(self) -> None:
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
