@@ -68,16 +68,6 @@ def register_lr_schedules(register: Register) -> None:
     """Register learning-rate schedules (subclasses of ``ablate.lr_schedules.LrSchedule``)."""
 
 
-@hookspec
-def register_optimizers(register: Register) -> None:
-    """Register optimiser classes (subclasses of ``ablate.optimizers.Optimizer``)."""
-
-
-@hookspec
-def register_lr_schedules(register: Register) -> None:
-    """Register learning-rate schedules (subclasses of ``ablate.lr_schedules.LrSchedule``)."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Run lifecycle: observers, called by the training engine
 # ---------------------------------------------------------------------------------------------

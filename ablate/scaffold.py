@@ -30,8 +30,6 @@ USAGE: dict[str, str] = {
     "metric": '[eval]\nmetrics = ["fid", "{name}"]',
     "optimizer": '[run.optimizer]\nname = "{name}"',
     "lr_schedule": '[run.lr_schedule]\nname = "{name}"',
-    "optimizer": '[run.optimizer]\nname = "{name}"',
-    "lr_schedule": '[run.lr_schedule]\nname = "{name}"',
 }
 """How a run or study file selects a component of each family that has a template."""
 
