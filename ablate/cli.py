@@ -238,6 +238,36 @@ def list_plugins(
             render(listing, console)
 
 
+@app.command("schema", rich_help_panel="Plugins")
+def schema(
+    kind: Annotated[str | None, typer.Argument(
+        help="run or study: which file's JSON Schema to print")] = None,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="print the reference of every key instead (docs/reference.md)")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of run or study files, from every installed plugin's declarations."""
+    from ablate.components import suggest
+    from ablate.errors import ConfigError
+    from ablate.plugin_host import default_host
+
+    with reported_errors():
+        host = default_host()
+        if markdown:
+            from ablate.reference import render
+
+            typer.echo(render(host), nl=False)
+            return
+        from ablate.schema import run_file_schema, study_file_schema
+
+        builders = {"run": run_file_schema, "study": study_file_schema}
+        if kind not in builders:
+            raise ConfigError(f"unknown schema {kind!r}" if kind else "which schema?",
+                              key="KIND", hint=(suggest(kind, builders) if kind else None)
+                              or "ablate schema run or ablate schema study")
+        typer.echo(json.dumps(builders[kind](host), indent=2))
+
+
 @app.command("new-plugin", rich_help_panel="Plugins")
 def new_plugin(
     name: Annotated[str, typer.Argument(
