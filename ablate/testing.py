@@ -58,21 +58,30 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+BROKEN = "broken-plugin"
+"""The family of contract_tests' case for a broken plugin."""
+
+
 def contract_tests(distribution: str, *,
                    host: PluginHost | None = None) -> Callable[[str, str], None]:
     """A pytest test, parametrised over every component ``distribution`` registers, that checks
     each against its family's contract. Assign it to a ``test_`` name in a test module.
 
-    When the distribution registered nothing (not installed, or its plugin is broken) the test
-    has one case, which fails saying so.
+    Each broken plugin of the distribution (left out of the registry, so none of its
+    components would be checked) is one more case, which fails with the reason. When the
+    distribution registered nothing (not installed) the test has one case, which fails saying so.
     """
-    from ablate.contracts import ContractError, check_component, components_of
+    from ablate.contracts import ContractError, broken_of, check_component, components_of
 
     cases = components_of(distribution, host)
+    broken = {b.name: b for b in broken_of(distribution, host)}
+    cases += [(BROKEN, name) for name in broken]
 
     @pytest.mark.parametrize(("family", "name"), cases or [("", "")],
                              ids=[f"{f}:{n}" for f, n in cases] or [distribution])
     def test_component_keeps_its_contract(family: str, name: str) -> None:
+        if family == BROKEN:
+            raise ContractError(broken[name].line())
         if not family:
             raise ContractError(f"distribution {distribution!r} registered no components: is it "
                                 f"installed (pip install -e .), and does `ablate list-plugins` "

@@ -151,8 +151,9 @@ def test_schedule_whose_betas_and_alpha_bar_disagree_is_rejected():
         check_schedule("inconsistent", host=host_with(Inconsistent))
 
 
-def test_parameter_without_help_is_rejected():
-    with pytest.raises(ContractError, match="parameter 'beta' has no help text"):
+def test_parameter_without_help_is_rejected():  # at registration already: the plugin is broken
+    with pytest.raises(ContractError, match="is broken: schedule 'undocumented': parameter "
+                                            "'beta' has no help"):
         check_schedule("undocumented", host=host_with(Undocumented))
 
 
@@ -452,3 +453,9 @@ def test_metric_with_non_finite_values_is_rejected():
     made = metric("undefined", lambda x, i: {"score": float("nan")})
     with pytest.raises(ContractError, match="score must be finite"):
         check_metric("undefined", dataset="noise", host=host_with(made, Noise))
+
+
+def test_metric_whose_statistic_ignores_the_bootstrap_indices_is_rejected():
+    made = metric("ignoring", lambda x, i: {"score": float(x.mean())})  # i unused
+    with pytest.raises(ContractError, match="each interval collapses to a point"):
+        check_metric("ignoring", dataset="noise", host=host_with(made, Noise))

@@ -174,3 +174,14 @@ def test_unknown_component_names_the_broken_plugin_that_provides_it(broken_plugi
     assert "unknown decoder 'robustness-wide'" in error
     assert "it comes from plugin 'clash', which is broken: schedule 'linear' is registered " \
            "twice" in error
+
+
+def test_contract_tests_fail_for_each_broken_plugin_of_the_package(broken_plugins):
+    from ablate.testing import BROKEN, ContractError, contract_tests
+
+    test = contract_tests("robustness-clash")
+    (cases,) = [mark.args[1] for mark in test.pytestmark if mark.name == "parametrize"]
+    assert cases == [(BROKEN, "clash")]  # its decoder is not silently dropped: the plugin fails
+    with pytest.raises(ContractError, match="plugin 'clash' .* is broken and was not loaded: "
+                                            "schedule 'linear' is registered twice"):
+        test(BROKEN, "clash")

@@ -19,7 +19,7 @@ from ablate.contracts.lr_schedules import check_lr_schedule
 from ablate.contracts.metrics import check_metric
 from ablate.contracts.optimizers import check_optimizer
 from ablate.contracts.schedules import check_schedule
-from ablate.plugin_host import PluginHost, default_host
+from ablate.plugin_host import BrokenPlugin, PluginHost, default_host
 
 CHECKS: dict[str, Callable[..., None]] = {
     "dataset": check_dataset,
@@ -52,6 +52,13 @@ def components_of(distribution: str, host: PluginHost | None = None) -> list[tup
             if _normalised(entry.provenance.distribution) == wanted]
 
 
+def broken_of(distribution: str, host: PluginHost | None = None) -> list[BrokenPlugin]:
+    """The plugins of an installed distribution that broke (left out of the registry)."""
+    host = host or default_host()
+    wanted = _normalised(distribution)
+    return [b for b in host.broken if _normalised(b.distribution) == wanted]
+
+
 def _normalised(distribution: str) -> str:
     """PEP 503 normalisation: ``Ablate_Fashion.MNIST`` and ``ablate-fashion-mnist`` are one."""
     return "-".join(distribution.lower().replace("_", "-").replace(".", "-").split("-"))
@@ -59,4 +66,4 @@ def _normalised(distribution: str) -> str:
 
 __all__ = ["CHECKS", "ContractError", "check_component", "check_dataset", "check_decoder",
            "check_degradation", "check_ema", "check_lr_schedule", "check_metric",
-           "check_optimizer", "check_schedule", "components_of"]
+           "check_optimizer", "check_schedule", "components_of", "broken_of"]

@@ -47,7 +47,8 @@ def check_metric(name: str, *, params: Mapping[str, Any] | None = None,
     ``keys`` declares at least one key, each with a distinct name, a goal and a range;
     ``prepare`` returns an estimator over n >= 2 units whose statistic reports every key; and
     every key's value, with its 95% interval from ablate's bootstrap, is finite with
-    lowest <= low <= value <= high <= highest.
+    lowest <= low <= value <= high <= highest; and the intervals do not all collapse to a point
+    (a statistic that ignores its bootstrap indices).
     """
     given = {"replicates": REPLICATES, **(params or {})}
     metric = cast(Metric, resolve("metric", name, given, host))
@@ -81,6 +82,11 @@ def _check_values(metric: Metric, data: Dataset, host: PluginHost | None) -> Non
     if missing:
         raise violation(metric, f"the estimator's statistic does not report {missing}")
     values = bootstrap(metric, estimator, torch.Generator().manual_seed(0))
+    if all(values[k.name].low == values[k.name].high for k in metric.keys):
+        raise violation(metric, "every bootstrap replicate gives the same value, so each "
+                                "interval collapses to a point: the estimator's statistic must "
+                                "compute from the units its indices select (resampled with "
+                                "replacement), not from all of them")
     for key in metric.keys:
         value = values[key.name]
         numbers = (value.value, value.low, value.high)
