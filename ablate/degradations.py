@@ -49,6 +49,10 @@ class Degradation(Component):
     """Base of degradations: parameters here, the bound process from ``bind``."""
 
     family: ClassVar[str] = "degradation"
+    follows_schedule: ClassVar[bool] = True
+    """False for formulations that draw their own noise levels (EDM's sigma, flow matching's
+    t): the run's schedule and T then do not shape the degradation, and the contract checks
+    its severity by the network's time input instead of by the schedule."""
 
     def bind(self, alpha_bar: torch.Tensor, data_range: tuple[float, float],
              device: torch.device) -> DegradationProcess:

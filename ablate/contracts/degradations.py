@@ -9,6 +9,14 @@ defines the rules in the process API's own terms:
 - severity grows with t: under alpha_bar_t = 1 - t / (T + 1), the mean distance between x_t and
   x_0 does not fall from one band of t/T to the next and ends well above where it starts.
 
+Formulations that draw their own noise levels (``follows_schedule = False``: EDM's sigma, flow
+matching's t) are not shaped by the schedule, and may scale what the network reads (EDM's c_in),
+so they are measured by the time they feed the network and a scale-free distance, 1 minus the
+correlation of x_t with x_0 over pixels: the least-degraded input of a batch is that close to x_0
+within 1% or within its own time, whichever is larger (a timestep sampling that seldom trains
+near t = 0, such as a logit-normal one, is no violation), and the distance grows over bands of
+the network's time as above.
+
 Samplers must return finite images of the requested shape inside the data range, whatever the
 network predicts (the probe predicts zeros), and the same images for the same seed.
 """
@@ -74,10 +82,14 @@ def check_degradation(name: str, *, params: Mapping[str, Any] | None = None,
     where = torch.device(device)
     for data_range in SCALINGS.values():
         x0 = _image(shape, data_range, where)
-        _check_identity_at_zero(degradation, x0, data_range)
+        if degradation.follows_schedule:
+            _check_identity_at_zero(degradation, x0, data_range)
         process = _bind(degradation, _falling(T), data_range, where)
         _check_loss(degradation, process, x0)
-        _check_severity_grows(degradation, process, x0, data_range)
+        if degradation.follows_schedule:
+            _check_severity_grows(degradation, process, x0, data_range)
+        else:
+            _check_own_noise_levels(degradation, process, x0)
         _check_samplers(degradation, process, shape, data_range, where)
 
 
@@ -170,6 +182,32 @@ def _check_severity_grows(degradation: Degradation, process: DegradationProcess,
     if any(later < earlier - FALL_TOLERANCE * growth for earlier, later in steps):
         raise violation(degradation, f"severity does not grow with t: the mean distance of x_t "
                                      f"from x_0 falls between bands of t/T: {_rounded(means)}")
+
+
+def _check_own_noise_levels(degradation: Degradation, process: DegradationProcess,
+                            x0: torch.Tensor) -> None:
+    """Identity and growth for degradations with their own noise levels (see the module doc)."""
+    probe, _ = _observe(process, x0)
+    inputs, times = torch.cat(probe.inputs), torch.cat(probe.times)
+    centred = inputs.flatten(1) - inputs.flatten(1).mean(dim=1, keepdim=True)
+    clean = (x0[:1].flatten(1) - x0[:1].mean()).expand_as(centred)
+    distance = 1 - torch.nn.functional.cosine_similarity(centred, clean, dim=1)
+    least, earliest = float(distance[times.argmin()]), float(times.min())
+    allowed = max(IDENTITY_TOLERANCE, earliest)
+    if not least <= allowed:
+        raise violation(degradation, f"not the identity at its lowest noise level: the input fed "
+                                     f"at the smallest time ({earliest:.3g}) has a correlation "
+                                     f"{1 - least:.3f} with x_0 (at least {1 - allowed:.3f} "
+                                     f"needed)")
+    band = (times * BANDS).clamp(max=BANDS - 1).long()
+    means = [distance[band == b].mean().item() for b in range(BANDS) if (band == b).any()]
+    growth = means[-1] - means[0]
+    steps = zip(means[:-1], means[1:], strict=True)
+    if not growth > MIN_GROWTH or any(later < earlier - FALL_TOLERANCE * growth
+                                      for earlier, later in steps):
+        raise violation(degradation, f"severity does not grow with the network's time: 1 - the "
+                                     f"correlation of x_t with x_0 per band of time goes "
+                                     f"{_rounded(means)}")
 
 
 def _check_samplers(degradation: Degradation, process: DegradationProcess,
