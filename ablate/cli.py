@@ -119,6 +119,20 @@ def sample(
         console.print(f"wrote {output}")
 
 
+@app.command("export", rich_help_panel="Runs")
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint written by ablate train")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="pipeline folder to write")],
+) -> None:
+    """Write a trained Gaussian run with a diffusers decoder as a diffusers DDPMPipeline folder."""
+    from ablate.export import export_pipeline
+
+    with reported_errors():
+        folder = export_pipeline(checkpoint, output)
+        console.print(f"wrote the DDPMPipeline {folder} (load it with "
+                      f"DDPMPipeline.from_pretrained)", soft_wrap=True)
+
+
 @app.command("ema-reconstruct", rich_help_panel="Runs")
 def ema_reconstruct(
     checkpoint: Annotated[Path, typer.Argument(help="a checkpoint of a run with ema = power")],
