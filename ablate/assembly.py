@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ablate.config import RunConfig
 from ablate.datasets import SCALINGS
 from ablate.degradations import DegradationProcess
 from ablate.ema import Averager
+from ablate.run_config import RunConfig
 
 
 @dataclass

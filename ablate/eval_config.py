@@ -10,10 +10,11 @@ from typing import Any
 import torch
 
 from ablate.components import coerce, param, param_infos, suggest
-from ablate.config import MAX_SEED, RunConfig, check_keys
+from ablate.config import RunConfig, check_keys
 from ablate.datasets import SCALINGS
 from ablate.errors import Collector, ConfigError
 from ablate.plugin_host import PluginHost, broken_hint, default_host
+from ablate.run_config import MAX_SEED
 
 MAX_SAMPLES = 50_000
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ablate.config import RunConfig
+    from ablate.run_config import RunConfig
 
 
 @dataclass(frozen=True)
