@@ -488,15 +488,19 @@ def report_study(
         "--output", "-o", help="report folder (default: <study output>/<name>/report)")] = None,
     storage: Annotated[str | None, typer.Option(
         help="database URL of the study (overrides \\[study] storage)")] = None,
+    completed_only: Annotated[bool, typer.Option(
+        "--completed-only", help="leave pruned trials out (default: every trial with scored "
+                                 "epochs, compared at equal budget)")] = False,
 ) -> None:
-    """Write a study's report: effects with intervals, importances, figures (HTML, MD, CSV)."""
+    """Write a study's report: what matters, effects with intervals at each training budget,
+    figures (one self-contained HTML page, Markdown, CSV, PNG and SVG)."""
     from ablate.report import write_report
     from ablate.study_config import load_study_file
 
     with reported_errors():
         spec = load_study_file(study_file, storage=storage)
         with console.status(f"analysing study {spec.name}"):
-            report = write_report(spec, output)
+            report = write_report(spec, output, completed_only=completed_only)
         for check in report.analysis.rank_checks:
             if check.flagged:
                 errors.print(f"[yellow]warning:[/] the loss misleads on {check.metric}: "

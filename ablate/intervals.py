@@ -3,7 +3,14 @@ between configurations (bootstrap over replicates and evaluation samples) and pa
 
 Every interval is estimate +- q * SE at 95%, the normal-interval form ablate.metrics uses, with
 q the Student t quantile on k - 1 degrees of freedom for k >= 2 replicates (few replicates make
-the spread itself uncertain) and the normal quantile for one replicate.
+the spread itself uncertain) and the normal quantile for one replicate. Intervals are clipped to
+what the quantity can take (FID >= 0, a share in [0, 1]: the metric's declared range), and say
+when they are uninformative: two replicates put t on one degree of freedom (q = 12.7), and an
+interval that spans a bounded metric's whole range says nothing either.
+
+Hand-written rather than scipy.stats.bootstrap: the two-level resampling (replicates, then each
+value's own evaluation noise) and the pairing of replicates across trials by seed are not what
+scipy's one-sample resampler does; the tests check the limiting cases against scipy's t tests.
 """
 
 from __future__ import annotations
@@ -27,14 +34,24 @@ Statistic = Callable[[np.ndarray], np.ndarray]
 """Maps values of shape (..., trials, replicates) to one number per leading index."""
 
 
+UNINFORMATIVE_BELOW = 3
+"""Fewer replicates than this (but more than one) give a t interval on one degree of freedom."""
+
+
 @dataclass(frozen=True)
 class Interval:
-    """An estimate with its 95% interval and the standard error behind it."""
+    """An estimate with its 95% interval, the standard error behind it, and why the interval
+    says little (empty when it is informative)."""
 
     estimate: float
     low: float
     high: float
     se: float
+    uninformative: str = ""
+
+    @property
+    def informative(self) -> bool:
+        return not self.uninformative
 
 
 @dataclass(frozen=True)
@@ -53,8 +70,25 @@ def quantile(replicates: int) -> float:
     return float(stats.t.ppf(0.975, replicates - 1)) if replicates >= 2 else Z_95
 
 
-def mean_interval(values: np.ndarray, errors: np.ndarray) -> Interval:
-    """The mean of one configuration's replicate values.
+def bounded(estimate: float, half: float, se: float, replicates: int, *,
+            lowest: float = -math.inf, highest: float = math.inf) -> Interval:
+    """estimate +- half, clipped to [lowest, highest] (never past the estimate itself, which an
+    unbiased estimator may put outside), marked when it cannot inform."""
+    low = min(estimate, max(lowest, estimate - half))
+    high = max(estimate, min(highest, estimate + half))
+    reason = ""
+    if 2 <= replicates < UNINFORMATIVE_BELOW:
+        reason = (f"{replicates} replicates: t on {replicates - 1} degree of freedom "
+                  f"(x{quantile(replicates):.1f} the standard error)")
+    elif math.isfinite(lowest) and math.isfinite(highest) and low <= lowest and high >= highest \
+            and half > 0:
+        reason = f"spans the whole range [{lowest:g}, {highest:g}]"
+    return Interval(estimate, low, high, se, reason)
+
+
+def mean_interval(values: np.ndarray, errors: np.ndarray, *, lowest: float = -math.inf,
+                  highest: float = math.inf) -> Interval:
+    """The mean of one configuration's replicate values, inside [lowest, highest].
 
     k >= 2: Student t over the replicates (their spread already holds each one's evaluation
     noise). k = 1: the value with its own evaluation standard error.
@@ -63,14 +97,14 @@ def mean_interval(values: np.ndarray, errors: np.ndarray) -> Interval:
     k = len(values)
     mean = float(values.mean())
     se = float(values.std(ddof=1) / math.sqrt(k)) if k >= 2 else float(np.asarray(errors)[0])
-    half = quantile(k) * se
-    return Interval(mean, mean - half, mean + half, se)
+    return bounded(mean, quantile(k) * se, se, k, lowest=lowest, highest=highest)
 
 
 def bootstrap_interval(statistic: Statistic, values: np.ndarray, errors: np.ndarray, *,
-                       paired: bool, draws: int = BOOTSTRAP_DRAWS,
-                       seed: int = BOOTSTRAP_SEED) -> Interval:
-    """A statistic of trials x replicates values, with a two-level bootstrap interval.
+                       paired: bool, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED,
+                       lowest: float = -math.inf, highest: float = math.inf) -> Interval:
+    """A statistic of trials x replicates values, with a two-level bootstrap interval inside
+    [lowest, highest] (what the statistic can take).
 
     Each draw resamples the replicates with replacement (one draw of replicate indices for
     every trial when they are paired by seed, one per trial otherwise) and then redraws each
@@ -94,8 +128,7 @@ def bootstrap_interval(statistic: Statistic, values: np.ndarray, errors: np.ndar
     spread = float(np.std(statistic(drawn), ddof=1))
     se = spread * math.sqrt(k / (k - 1)) if k >= 2 else spread
     estimate = float(statistic(values[None])[0])
-    half = quantile(k) * se
-    return Interval(estimate, estimate - half, estimate + half, se)
+    return bounded(estimate, quantile(k) * se, se, k, lowest=lowest, highest=highest)
 
 
 def paired_test(differences: np.ndarray) -> Test:
@@ -126,17 +159,20 @@ def sign_flip_p(differences: np.ndarray, *, draws: int = 20000,
     """Two-sided p-value of the mean difference under random signs (exact for few replicates).
 
     Under 'no difference' with paired seeds each difference is as likely positive as negative;
-    the p-value is the share of sign patterns whose |mean| reaches the observed one.
+    the p-value is the share of sign patterns whose |mean| reaches the observed one. Random
+    patterns (many replicates) count the observed one too, (hits + 1) / (draws + 1), so the
+    estimate is a valid p-value and never exactly 0 (Phipson and Smyth 2010).
     """
     d = np.asarray(differences, dtype=np.float64)
     k = len(d)
+    observed = abs(d.mean())
+    tolerance = 1e-12 * max(1.0, observed)
     if k <= EXACT_SIGN_FLIPS:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=k)))
-    else:
-        signs = np.random.default_rng(seed).choice((1.0, -1.0), (draws, k))
-    observed = abs(d.mean())
-    means = np.abs(signs @ d) / k
-    return float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
+        return float(np.mean(np.abs(signs @ d) / k >= observed - tolerance))
+    signs = np.random.default_rng(seed).choice((1.0, -1.0), (draws, k))
+    hits = int(np.sum(np.abs(signs @ d) / k >= observed - tolerance))
+    return (hits + 1) / (draws + 1)
 
 
 def rank_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -144,3 +180,11 @@ def rank_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     rho = float(stats.spearmanr(a, b).statistic)
     tau = float(stats.kendalltau(a, b).statistic)
     return rho, tau
+
+
+def normal_test(interval: Interval, name: str = "z, evaluation noise only") -> Test:
+    """A z test of 'no difference' from an interval's standard error: with one replicate the
+    only noise measured is the evaluation's, and this is the p-value its interval implies."""
+    if interval.se <= 0 or not math.isfinite(interval.se):
+        return Test("none: one replicate", None)
+    return Test(name, float(2 * stats.norm.sf(abs(interval.estimate) / interval.se)))

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import numbers
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,6 @@ from ablate.atomic import write_text_atomic
 from ablate.config import RunConfig
 from ablate.errors import AblateError
 from ablate.eval_config import EvalConfig
-from ablate.intervals import mean_interval
 from ablate.metrics import Z_95
 from ablate.plugin_host import PluginHost
 from ablate.training import EarlyStop, EpochCallback, Reporter, Trainer
@@ -79,6 +80,7 @@ class ReplicatedRun:
         self.reporter = reporter
         self.evaluation = evaluation
         self.epoch_callback = epoch_callback
+        self.bounds = metric_bounds(evaluation, host)
         self.published: set[int] = set()
 
     def run(self, *, resume: bool = False) -> None:
@@ -126,7 +128,7 @@ class ReplicatedRun:
         """Rewrite the trial's log with every epoch all replicates passed; call back on new ones."""
         logs = [{r["epoch"]: r for r in metrics_log.read(d / "metrics.jsonl")} for d in self.dirs]
         common = sorted(set.intersection(*(set(log) for log in logs)))
-        records = [aggregate([log[e] for log in logs]) for e in common]
+        records = [aggregate([log[e] for log in logs], self.bounds) for e in common]
         write_text_atomic(self.log, "".join(json.dumps(r) + "\n" for r in records))
         for record in records:
             if record["epoch"] not in self.published:
@@ -134,14 +136,31 @@ class ReplicatedRun:
                 self.epoch_callback(record)
 
 
-def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
+def metric_bounds(evaluation: EvalConfig | None,
+                  host: PluginHost) -> dict[str, tuple[float, float]]:
+    """What each scored key can take, from its metric's declaration (FID >= 0, shares in
+    [0, 1]); replicate intervals are clipped to it."""
+    if evaluation is None:
+        return {}
+    from ablate.evaluation import reported_keys
+
+    return {name: (key.lowest, key.highest)
+            for name, key in reported_keys(evaluation.metrics, host).items()}
+
+
+def aggregate(records: list[dict[str, Any]],
+              bounds: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     """One epoch's record of several replicates: means, 95% intervals and replicate values.
 
     The loss and every metric (keys with ``_low`` / ``_high``) get an interval over the
-    replicates and a ``<key>_replicates`` list; timings are averaged; ``grid`` is replicate 0's
-    (every replicate's grid would show the same noise with another model) and ``grids`` lists
-    every replicate's, in replicate order.
+    replicates, inside the metric's range (``bounds``: key -> (lowest, highest)), and a
+    ``<key>_replicates`` list; timings are averaged; ``grid`` is replicate 0's (every
+    replicate's grid would show the same noise with another model) and ``grids`` lists every
+    replicate's, in replicate order.
     """
+    from ablate.intervals import mean_interval  # scipy: only once replicates are aggregated
+
+    bounds = bounds or {}
     first = records[0]
     out: dict[str, Any] = {"epoch": first["epoch"], "step": first["step"],
                            "replicates": len(records)}
@@ -152,7 +171,8 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     for key in _valued_keys(records):
         values = np.array([r[key] for r in records], dtype=np.float64)
         errors = np.array([eval_error(r, key) for r in records])
-        interval = mean_interval(values, errors)
+        lowest, highest = bounds.get(key, (-math.inf, math.inf))
+        interval = mean_interval(values, errors, lowest=lowest, highest=highest)
         out.update({key: interval.estimate, f"{key}_low": interval.low,
                     f"{key}_high": interval.high, f"{key}_replicates": values.tolist()})
         if f"{key}_n" in first:

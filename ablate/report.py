@@ -1,22 +1,33 @@
-"""``ablate report``: a self-contained folder that answers "does this factor matter, by how much,
-and how sure are we?" for one study: index.html with PNG figures, and every table as Markdown
-(report.md) and CSV (trials, effects, importances, loss_check)."""
+"""``ablate report``: a folder that answers "what matters, by how much, how sure are we, and at
+what training budget?" for one study.
+
+- ``index.html``: one self-contained page (figures inlined as data URIs, so it can be mailed),
+  headline first: factors ranked by their effect on the objective with interval, p and verdict;
+- ``report.md``: that headline in Markdown, to paste into a README; ``tables.md``: every table;
+- one CSV per table; ``figures/``: every figure as PNG and SVG.
+
+The page and the Markdown come from Jinja2 templates in ``ablate/templates``.
+"""
 
 from __future__ import annotations
 
+import base64
 import csv
-import html
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna.visualization.matplotlib as optuna_plots
-
 from ablate import report_figures as figures
-from ablate.analysis import Analysis, analyse
+from ablate.analysis import Analysis, Budget, Finding, analyse
 from ablate.atomic import write_text_atomic
-from ablate.study_config import StudySpec
+from ablate.intervals import Interval
+from ablate.report_figures import Drawn
+from ablate.study_config import TRAINING_METRICS, StudySpec
+
+MAX_PANELS = 3
+"""Metrics drawn against each factor: the objective, the loss, one more quality metric."""
 
 
 @dataclass(frozen=True)
@@ -27,113 +38,198 @@ class Table:
     rows: list[list[Any]]
 
 
+@dataclass(frozen=True)
+class FactorSection:
+    """What the page shows for one factor: its finding and figures."""
+
+    finding: Finding
+    plot: Drawn | None
+    grids: Drawn | None
+    grids_missing: str  # why there are no grids, when there are none
+
+
 @dataclass
 class Report:
     folder: Path
     analysis: Analysis
     tables: list[Table] = field(default_factory=list)
-    figures: list[tuple[str, Path]] = field(default_factory=list)  # caption, file
+    figures: list[Drawn] = field(default_factory=list)
+    factors: list[FactorSection] = field(default_factory=list)
+    callouts: list[str] = field(default_factory=list)  # loss-versus-quality disagreements
 
 
-def write_report(spec: StudySpec, folder: Path | None = None) -> Report:
+def write_report(spec: StudySpec, folder: Path | None = None, *,
+                 completed_only: bool = False) -> Report:
     """Analyse the study and write its report folder (default: <study output>/report)."""
-    analysis = analyse(spec)
+    analysis = analyse(spec, completed_only=completed_only)
     report = Report(folder or spec.folder / "report", analysis)
     report.folder.mkdir(parents=True, exist_ok=True)
-    report.tables = [trials_table(analysis), effects_table(analysis),
-                     importances_table(analysis), loss_check_table(analysis)]
-    report.figures = draw_figures(analysis, report.folder / "figures")
+    report.tables = [headline_table(analysis), budgets_table(analysis), trials_table(analysis),
+                     effects_table(analysis), importances_table(analysis),
+                     loss_check_table(analysis)]
+    report.callouts = callouts(analysis)
+    draw_figures(report, report.folder / "figures")
     for table in report.tables:
         write_text_atomic(report.folder / f"{table.name}.csv", to_csv(table))
-    write_text_atomic(report.folder / "report.md", to_markdown(report))
-    write_text_atomic(report.folder / "index.html", to_html(report))
+    write_text_atomic(report.folder / "report.md", render(report, "report.md.j2"))
+    write_text_atomic(report.folder / "tables.md", render(report, "tables.md.j2"))
+    write_text_atomic(report.folder / "index.html", render(report, "report.html.j2"))
     return report
 
 
-def trials_table(analysis: Analysis) -> Table:
-    data = analysis.data
-    params = sorted({name for t in data.trials for name in t.params})
-    columns = ["trial", "baseline", *params]
-    for m in data.metrics:
-        columns += [m.name, f"{m.name}_low", f"{m.name}_high", f"{m.name}_replicates"]
+def headline_table(analysis: Analysis) -> Table:
+    columns = ["rank", "factor", "verdict", "epoch", "trials", "level", "reference", "effect",
+               "effect_low", "effect_high", "interval_note", "test", "p_value", "summary"]
     rows = []
-    for t in data.trials:
-        row: list[Any] = [t.number, t.baseline or "", *(t.params.get(p, "") for p in params)]
-        for m in data.metrics:
-            mean = t.mean(m.name)
-            row += [mean.estimate, mean.low, mean.high,
-                    " ".join(f"{v:.6g}" for v in t.values[m.name])]
+    for rank, f in enumerate(analysis.findings, 1):
+        e = f.effect
+        rows.append([rank, f.factor, f.verdict, f.budget.epoch if f.budget else "", f.trials,
+                     *((e.level, e.reference, e.effect.estimate, e.effect.low, e.effect.high,
+                        e.effect.uninformative, e.test.name, _blank(e.test.p_value))
+                       if e else [""] * 8), f.summary])
+    return Table("headline", f"What matters for {analysis.objective}", columns, rows)
+
+
+def budgets_table(analysis: Analysis) -> Table:
+    rows = []
+    for b in analysis.budgets:
+        states = [t.state for t in b.data.trials]
+        rows.append([b.epoch, len(states), states.count("completed"), states.count("pruned"),
+                     ", ".join(f.name for f in b.factors) or "none"])
+    return Table("budgets", "Comparison sets: the trials that reached each budget",
+                 ["epoch", "trials", "completed", "pruned", "factors_varied"], rows)
+
+
+def trials_table(analysis: Analysis) -> Table:
+    logs = analysis.logs
+    final = analysis.final
+    params = sorted({name for t in final for name in t.params})
+    metrics = [m for m in logs.metrics if any(m.name in t.values for t in final)]
+    columns = ["trial", "state", "epochs", "baseline", *params]
+    for m in metrics:
+        columns += [m.name, f"{m.name}_low", f"{m.name}_high"]
+    rows = []
+    for t in final:
+        row: list[Any] = [t.number, t.state, t.epoch, t.baseline or "",
+                          *(t.params.get(p, "") for p in params)]
+        for m in metrics:
+            if m.name in t.values:
+                mean = t.mean(m.name, m)
+                row += [mean.estimate, mean.low, mean.high]
+            else:
+                row += ["", "", ""]
         rows.append(row)
-    first = data.spec.objectives[0]
-    sign = 1.0 if first.direction == "minimize" else -1.0
-    if first.metric in (m.name for m in data.metrics):
-        at = columns.index(first.metric)
-        rows.sort(key=lambda r: sign * r[at])
-    return Table("trials", f"Trials (replicate means, best {first.metric} first)", columns, rows)
+    objective = analysis.objective
+    sign = -1.0 if logs.spec.objectives[0].direction == "maximize" else 1.0
+    if objective in columns:
+        at = columns.index(objective)
+        rows.sort(key=lambda r: (-r[2], sign * r[at] if r[at] != "" else math.inf))
+    return Table("trials", f"Trials at the last epoch each reached (replicate means; longest "
+                           f"trained first, then best {objective})", columns, rows)
 
 
 def effects_table(analysis: Analysis) -> Table:
-    columns = ["factor", "level", "reference", "metric", "trials", "reference_trials",
-               "level_mean", "reference_mean", "effect", "effect_low", "effect_high", "test",
-               "p_value", "sign_flip_p", "verdict"]
-    rows = [[e.factor, e.level, e.reference, e.metric, e.trials, e.reference_trials,
-             e.level_mean, e.reference_mean, e.effect.estimate, e.effect.low, e.effect.high,
-             e.test.name, _blank(e.test.p_value), _blank(e.test.sign_flip_p), e.verdict]
-            for e in analysis.effects]
-    return Table("effects", "Effects: level minus reference, 95% interval (bootstrap over "
-                            "replicates and evaluation samples)", columns, rows)
+    columns = ["epoch", "budget_trials", "factor", "level", "reference", "metric", "trials",
+               "reference_trials", "level_mean", "reference_mean", "effect", "effect_low",
+               "effect_high", "interval_note", "test", "p_value", "sign_flip_p", "verdict"]
+    rows = [[b.epoch, len(b.data.trials), e.factor, e.level, e.reference, e.metric, e.trials,
+             e.reference_trials, e.level_mean, e.reference_mean, e.effect.estimate,
+             e.effect.low, e.effect.high, e.effect.uninformative, e.test.name,
+             _blank(e.test.p_value), _blank(e.test.sign_flip_p), e.verdict]
+            for b in analysis.budgets for e in b.effects]
+    return Table("effects", "Effects at each budget: level minus reference, 95% interval "
+                            "(bootstrap over replicates and evaluation samples)", columns, rows)
 
 
 def importances_table(analysis: Analysis) -> Table:
-    rows = [[metric, name, value] for metric, values in analysis.importances.items()
-            for name, value in values.items()]
-    return Table("importances", "Parameter importances (Optuna, PED-ANOVA; shares that sum "
-                                "to 1 per metric)", ["metric", "parameter", "importance"], rows)
+    rows = [[b.epoch, len(b.data.trials), metric, name, value] for b in analysis.budgets
+            for metric, values in b.importances.items() for name, value in values.items()]
+    return Table("importances", "Parameter importances at each budget (Optuna, PED-ANOVA; "
+                                "shares that sum to 1 per metric)",
+                 ["epoch", "budget_trials", "metric", "parameter", "importance"], rows)
 
 
 def loss_check_table(analysis: Analysis) -> Table:
-    rows = [[c.metric, c.spearman, c.kendall, c.best_by_loss, c.best_by_metric,
-             "yes" if c.flagged else "no", c.reason] for c in analysis.rank_checks]
+    rows = [[c.epoch, c.trials, c.metric, c.spearman, c.kendall, c.best_by_loss,
+             c.best_by_metric, "yes" if c.flagged else "no", c.reason]
+            for c in analysis.rank_checks]
     return Table("loss_check", "Does the training loss rank configurations like the quality "
-                               "metrics?", ["metric", "spearman", "kendall", "best_by_loss",
-                                            "best_by_metric", "flagged", "reason"], rows)
+                               "metrics?", ["epoch", "trials", "metric", "spearman", "kendall",
+                                            "best_by_loss", "best_by_metric", "flagged",
+                                            "reason"], rows)
 
 
-def draw_figures(analysis: Analysis, folder: Path) -> list[tuple[str, Path]]:
-    data = analysis.data
-    out: list[tuple[str, Path]] = []
-    for f in analysis.factors:
-        path = folder / f"factor_{figures.file_name(f.name)}.png"
-        out.append((f"Each metric against {f.name}: trials (points, replicate-mean 95% "
-                    f"intervals) and level means with 95% bands",
-                    figures.factor_figure(analysis, f, path)))
-    for metric in analysis.importances:
-        means = {t.number: float(t.values[metric].mean()) for t in data.trials}
-        path = folder / f"importance_{figures.file_name(metric)}.png"
-        out.append((f"Parameter importances for {metric}",
-                    figures.importance_figure(data.study, metric, means, path)))
-    out.append(("Loss and objective curves per trial (replicate means, 95% bands)",
-                figures.curves_figure(analysis, folder / "curves.png")))
-    if data.spec.multi_objective:
-        names = [o.metric for o in data.spec.objectives]
-        out.append(("Pareto front", figures.optuna_figure(
-            lambda: optuna_plots.plot_pareto_front(data.study, target_names=names),
-            folder / "pareto.png")))
-    else:
-        out.append(("Optimisation history", figures.optuna_figure(
-            lambda: optuna_plots.plot_optimization_history(
-                data.study, target_name=data.spec.objectives[0].metric),
-            folder / "history.png")))
-    first = data.spec.objectives[0]
-    if len(data.trials) >= 2 and first.metric in (m.name for m in data.metrics):
-        ranked = sorted(data.trials, key=lambda t: t.mean(first.metric).estimate,
-                        reverse=first.direction == "maximize")
-        path = figures.samples_figure(ranked[0], ranked[-1], first.metric,
-                                      folder / "samples_best_worst.png")
-        if path is not None:
-            out.append((f"Samples of the best and the worst trial by {first.metric} "
-                        f"(replicate 0, same noise)", path))
-    return out
+def callouts(analysis: Analysis) -> list[str]:
+    return [f"At epoch {c.epoch} ({c.trials} trials) the training loss misleads on {c.metric}: "
+            f"{c.reason}." for c in analysis.rank_checks if c.flagged]
+
+
+def draw_figures(report: Report, folder: Path) -> None:
+    """Every figure of the report, and the sections that show them per factor."""
+    analysis = report.analysis
+    objective = analysis.objective
+    out = report.figures
+    forest = figures.forest_figure(analysis, folder)
+    if forest is not None:
+        out.append(forest)
+    for finding in analysis.findings:
+        budget = finding.budget
+        f = budget.factor(finding.factor) if budget else None
+        if budget is None or f is None:
+            report.factors.append(FactorSection(finding, None, None, ""))
+            continue
+        plot = figures.factor_figure(budget, f, panel_metrics(budget, objective), folder)
+        grids = figures.grids_figure(budget, f, objective, folder)
+        missing = "" if grids else (f"no sample grid was saved at epoch {budget.epoch} by the "
+                                    f"trials of this comparison")
+        report.factors.append(FactorSection(finding, plot, grids, missing))
+        out += [d for d in (plot, grids) if d is not None]
+    names = list(dict.fromkeys(["loss", *(o.metric for o in analysis.spec.objectives
+                                          if o.metric != "train_seconds")]))
+    out.append(figures.curves_figure(analysis.logs, names, folder))
+    for budget, check in disagreements(analysis):
+        out.append(figures.disagreement_figure(budget, check, folder))
+    largest = max((b for b in analysis.budgets if b.importances),
+                  key=lambda b: len(b.data.trials), default=None)
+    if largest is not None:
+        drawn = figures.importance_figure(largest, objective, folder)
+        if drawn is not None:
+            out.append(drawn)
+    if analysis.spec.multi_objective:
+        out.append(figures.pareto_figure(analysis, folder))
+
+
+def panel_metrics(budget: Budget, objective: str) -> list[str]:
+    names = [m.name for m in budget.data.metrics]
+    quality = [n for n in names if n not in TRAINING_METRICS and n != objective]
+    return [n for n in dict.fromkeys([objective, "loss", *quality]) if n in names][:MAX_PANELS]
+
+
+def disagreements(analysis: Analysis) -> list[tuple[Budget, Any]]:
+    """For each metric the loss misleads on, the flagged budget with the most trials."""
+    out: dict[str, tuple[Budget, Any]] = {}
+    for b in analysis.budgets:
+        for c in b.rank_checks:
+            if c.flagged and (c.metric not in out or len(b.data.trials) >
+                              len(out[c.metric][0].data.trials)):
+                out[c.metric] = (b, c)
+    return list(out.values())
+
+
+def render(report: Report, template: str) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=PackageLoader("ablate", "templates"),
+                      autoescape=select_autoescape(["html.j2"]), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(num=_number, interval=_interval, p=_p, data_uri=_data_uri,
+                       cell=_cell, md=_md_cell)
+    spec = report.analysis.spec
+    return env.get_template(template).render(
+        report=report, analysis=report.analysis, spec=spec, tables=report.tables,
+        headline=report.tables[0], notes=report.analysis.notes,
+        objective=report.analysis.objective, direction=spec.objectives[0].direction,
+        tables_by_name={t.name: t for t in report.tables})
 
 
 def to_csv(table: Table) -> str:
@@ -144,69 +240,31 @@ def to_csv(table: Table) -> str:
     return out.getvalue()
 
 
-def to_markdown(report: Report) -> str:
-    spec = report.analysis.data.spec
-    lines = [f"# Study {spec.name}", "", *(f"- {line}" for line in summary(report)), ""]
-    for table in report.tables:
-        lines += [f"## {table.title}", ""]
-        if not table.rows:
-            lines += ["(none)", ""]
-            continue
-        lines.append("| " + " | ".join(table.columns) + " |")
-        lines.append("|" + "---|" * len(table.columns))
-        lines += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
-                  for row in table.rows]
-        lines.append("")
-    lines += ["## Figures", ""]
-    lines += [f"![{caption}](figures/{path.name})" for caption, path in report.figures]
-    return "\n".join(lines) + "\n"
+def _number(value: Any) -> str:
+    return figures.number(value) if isinstance(value, float) else str(value)
 
 
-def to_html(report: Report) -> str:
-    spec = report.analysis.data.spec
-    parts = [f"<h1>Study {html.escape(spec.name)}</h1>", "<ul>",
-             *(f"<li>{html.escape(line)}</li>" for line in summary(report)), "</ul>"]
-    for check in report.analysis.rank_checks:
-        if check.flagged:
-            parts.append(f'<p class="flag">The loss misleads on {html.escape(check.metric)}: '
-                         f"{html.escape(check.reason)}</p>")
-    for table in report.tables:
-        parts.append(f'<h2 id="{table.name}">{html.escape(table.title)}</h2>')
-        if not table.rows:
-            parts.append("<p>(none)</p>")
-            continue
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
-                       + "</tr>" for row in table.rows)
-        parts.append(f'<table class="{table.name}"><tr>{head}</tr>{body}</table>')
-    parts.append("<h2>Figures</h2>")
-    for caption, path in report.figures:
-        parts.append(f'<figure><img src="figures/{html.escape(path.name)}" '
-                     f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}'
-                     f"</figcaption></figure>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}"
-             "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             "th{background:#eee}.flag{background:#fdd;padding:.5em;border-left:4px solid #c00}"
-             "img{max-width:100%}figure{margin:1em 0}")
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>'
-            f"{html.escape(spec.name)}: ablate report</title><style>{style}</style></head>"
-            f"<body>{''.join(parts)}</body></html>\n")
+def _interval(interval: Interval) -> str:
+    text = f"{_number(interval.estimate)} [{_number(interval.low)}, {_number(interval.high)}]"
+    return text if interval.informative else f"{text} (uninformative)"
 
 
-def summary(report: Report) -> list[str]:
-    data = report.analysis.data
-    spec = data.spec
-    lines = [f"study file: {spec.path}; {len(data.trials)} completed trials",
-             f"objectives: {', '.join(f'{o.direction} {o.metric}' for o in spec.objectives)}",
-             f"replicates per configuration: {data.replicates}; common random numbers: "
-             f"{'yes' if spec.common_random_numbers else 'no'}; comparisons "
-             f"{'paired' if data.paired else 'unpaired'}"]
-    return lines + report.analysis.notes
+def _p(value: float | None | str) -> str:
+    if value is None or value == "":
+        return "-"
+    return "< 0.001" if value < 0.001 else f"{value:.2g}"
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _md_cell(value: Any) -> str:
+    return _cell(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _blank(value: float | None) -> float | str:

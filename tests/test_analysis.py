@@ -24,10 +24,17 @@ from ablate.analysis import (
     rank_checks,
     verdict,
 )
-from ablate.intervals import Interval, mean_interval, rank_agreement, sign_flip_p
+from ablate.intervals import (
+    EXACT_SIGN_FLIPS,
+    Interval,
+    bootstrap_interval,
+    mean_interval,
+    rank_agreement,
+    sign_flip_p,
+)
 
-METRICS = [MetricInfo("loss", "minimize"), MetricInfo("fid", "minimize"),
-           MetricInfo("classifier_score", "maximize")]
+METRICS = [MetricInfo("loss", "minimize"), MetricInfo("fid", "minimize", lowest=0.0),
+           MetricInfo("classifier_score", "maximize", lowest=1.0, highest=10.0)]
 
 
 def trial(number: int, params: dict, values: dict[str, list[float]], *, seed: int = 0,
@@ -96,9 +103,11 @@ def test_with_one_replicate_the_interval_comes_from_the_evaluation_errors():
     assert interval.estimate == 2.0
     assert interval.se == pytest.approx(math.sqrt(1.0 + 4.0), rel=0.05)
     assert interval.high - interval.estimate == pytest.approx(1.96 * interval.se, rel=1e-3)
-    assert test.p_value is None and test.name == "none: one replicate"
-    loss, _ = difference(data, [1], [0], "loss")
+    assert test.name == "z, evaluation noise only"  # the p-value the interval implies
+    assert test.p_value == pytest.approx(2 * stats.norm.sf(2.0 / interval.se), rel=1e-9)
+    loss, loss_test = difference(data, [1], [0], "loss")
     assert (loss.low, loss.high) == (2.0, 2.0)
+    assert loss_test.p_value is None  # no noise measured at all: no test
 
 
 def test_trials_with_their_own_seeds_are_compared_by_welch_s_test():
@@ -166,3 +175,32 @@ def test_a_verdict_needs_an_interval_that_excludes_zero():
     assert verdict(Interval(-2.0, -3.0, -1.0, 0.5), "minimize") == "better"
     assert verdict(Interval(-2.0, -3.0, -1.0, 0.5), "maximize") == "worse"
     assert verdict(Interval(1.0, -0.5, 2.5, 0.8), "maximize") == "unclear"
+
+
+def test_the_monte_carlo_sign_flip_p_value_counts_the_data_s_own_pattern():
+    k = EXACT_SIGN_FLIPS + 4  # too many replicates to enumerate: random sign patterns
+    d = np.full(k, 3.0)  # no random pattern reaches |mean| = 3 but the all-plus or all-minus
+    p = sign_flip_p(d, draws=999)
+    assert 0 < p <= 3 / 1000
+    hits = np.sum(np.abs(np.random.default_rng(0).choice((1.0, -1.0), (999, k)) @ d) / k >= 3)
+    assert p == (hits + 1) / 1000
+
+
+def test_an_interval_stays_inside_what_the_metric_can_take():
+    fids = np.array([[5.0, 900.0]])  # two replicates: t on one degree of freedom
+    interval = mean_interval(fids[0], np.zeros(2), lowest=0.0)
+    assert interval.low == 0.0 and interval.high > 900  # not the [-5300, 5800] of plain t
+    assert interval.uninformative.startswith("2 replicates: t on 1 degree of freedom")
+    boot = bootstrap_interval(lambda x: x.mean(axis=(-2, -1)), fids, np.zeros((1, 2)),
+                              paired=True, lowest=0.0)
+    assert boot.low == 0.0 and not boot.informative
+    shares = mean_interval(np.array([0.1, 0.9, 0.5]), np.zeros(3), lowest=0.0, highest=1.0)
+    assert (shares.low, shares.high) == (0.0, 1.0)
+    assert shares.uninformative == "spans the whole range [0, 1]"
+    three = mean_interval(np.array([3.0, 5.0, 4.0]), np.zeros(3), lowest=0.0)
+    assert three.informative and three.low > 0
+
+
+def test_an_estimate_outside_the_range_stays_inside_its_own_interval():
+    kid = mean_interval(np.array([-0.5]), np.array([1.0]), lowest=0.0)  # unbiased KID < 0
+    assert kid.low == -0.5 <= kid.estimate <= kid.high

@@ -26,7 +26,6 @@ from tests.conftest import TINY_STUDY_RUN
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = Path(__file__).parent / "artifacts" / "dashboard_trials.png"
-REPORT_SCREENSHOT = Path(__file__).parent / "artifacts" / "report.png"
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs headless Chromium: apt-get install chromium")
@@ -156,27 +155,3 @@ def headless(url: str, screenshot: Path, profile: Path, *, height: int = 1500,
          f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
          f"--window-size=1280,{height}", f"--screenshot={screenshot}", "--dump-dom", url],
         capture_output=True, text=True, timeout=120).stdout
-
-
-def test_the_report_page_renders_its_tables_and_figures(tmp_path: Path, one_thread):
-    from ablate.report import write_report
-
-    path = tmp_path / "report.toml"
-    study = STUDY.replace("trials = 2\nsampler = \"random\"", "sampler = \"grid\"\nreplicates = 2")
-    study = study.replace('"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}',
-                          '"run.lr" = [2e-4, 2e-3]')
-    path.write_text(study.format(run=TINY_STUDY_RUN, output=(tmp_path / "out").as_posix()),
-                    encoding="utf-8")
-    spec = load_study_file(path)
-    run_study(spec, StudyDisplay(Console(file=io.StringIO())))
-    report = write_report(spec, tmp_path / "report")
-    page = (report.folder / "index.html").resolve().as_uri()
-    dom = headless(page, REPORT_SCREENSHOT, tmp_path / "chromium", height=2400)
-    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
-    assert "Study dash" in text and "replicates per configuration: 2" in text
-    effect = next(e for e in report.analysis.effects if e.metric == "loss")
-    assert f"{effect.effect.estimate:.4g}" in text
-    shown = set(re.findall(r'<img src="figures/([^"]+)"', dom))
-    assert shown == {p.name for _, p in report.figures}
-    assert all((report.folder / "figures" / name).is_file() for name in shown)
-    assert REPORT_SCREENSHOT.read_bytes()[:4] == b"\x89PNG"
