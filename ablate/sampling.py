@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ablate.assembly import Assembly, assemble
-from ablate.checkpoint import load_checkpoint, unprefixed
+from ablate.checkpoint import checked_image_shape, load_checkpoint, restoring, unprefixed
 from ablate.device import resolve_device
 from ablate.errors import CheckpointError
 from ablate.evaluation import Progress, draw_samples
@@ -20,18 +20,18 @@ def load_trained(path: Path, *, device: str | None = None,
     """Rebuild a run's model and averaged weights from its checkpoint."""
     tensors, meta = load_checkpoint(path)
     config = config_from_checkpoint(meta, path, host)
-    shape = meta.get("image_shape")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape)):
-        raise CheckpointError(f"{path} does not record the image shape it was trained on")
-    parts = assemble(config, (shape[0], shape[1], shape[2]),
-                     resolve_device(device or config.device))
+    shape = checked_image_shape(meta, path)
+    parts = restoring(path, "model description (its image shape does not build the model)",
+                      lambda: assemble(config, shape, resolve_device(device or config.device)))
     load_model_state(parts.model, unprefixed("model", tensors), path)
-    parts.process.load_state_dict(unprefixed("process", tensors))
-    try:
-        parts.averager.load_state_dict(unprefixed("ema", tensors))
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path} has averaged weights that do not fit this model "
-                              f"({str(exc).splitlines()[0]})") from None
+    restoring(path, "degradation state",
+              lambda: parts.process.load_state_dict(unprefixed("process", tensors)))
+    restoring(path, "EMA state (averaged weights that do not fit this model)",
+              lambda: parts.averager.load_state_dict(unprefixed("ema", tensors)))
+    for name, value in unprefixed("ema", tensors).items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path} has non-finite averaged weights ({name!r}): they "
+                                  f"cannot sample")
     return parts
 
 

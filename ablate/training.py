@@ -23,7 +23,17 @@ import torch
 from ablate import __version__, metrics_log
 from ablate.assembly import Assembly, assemble
 from ablate.atomic import write_text_atomic
-from ablate.checkpoint import load_checkpoint, prefixed, save_checkpoint, unprefixed
+from ablate.checkpoint import (
+    check_optimizer_state,
+    check_weights,
+    checked_progress,
+    checked_rng_state,
+    load_checkpoint,
+    prefixed,
+    restoring,
+    save_checkpoint,
+    unprefixed,
+)
 from ablate.config import RunConfig, parse_run
 from ablate.datasets import to_model_range
 from ablate.device import resolve_device
@@ -340,23 +350,30 @@ class Trainer:
 
     def _restore(self, parts: Assembly, recipe: TrainingRecipe,
                  data_rng: torch.Generator, noise_rng: torch.Generator) -> Progress:
-        tensors, meta = load_checkpoint(self.paths.checkpoint)
+        path = self.paths.checkpoint
+        tensors, meta = load_checkpoint(path)
+        progress = checked_progress(meta, path)  # every field is checked before it is used
         # compared as parsed, so that a checkpoint written before a [run] key existed (and
         # holding its default) still resumes
-        if config_from_checkpoint(meta, self.paths.checkpoint, self.host) != self.config:
-            raise CheckpointError(f"{self.paths.checkpoint} was written by a different "
+        if config_from_checkpoint(meta, path, self.host) != self.config:
+            raise CheckpointError(f"{path} was written by a different "
                                   f"configuration; resume with the run file that started it")
-        load_model_state(parts.model, unprefixed("model", tensors), self.paths.checkpoint)
-        parts.averager.load_state_dict(unprefixed("ema", tensors))
-        parts.process.load_state_dict(unprefixed("process", tensors))
-        recipe.restore(tensors, meta)
-        data_rng.set_state(tensors["rng.data"])
-        noise_rng.set_state(tensors["rng.noise"])
-        torch.set_rng_state(tensors["rng.global"])
+        load_model_state(parts.model, unprefixed("model", tensors), path)
+        restoring(path, "EMA state",
+                  lambda: parts.averager.load_state_dict(unprefixed("ema", tensors)))
+        restoring(path, "degradation state",
+                  lambda: parts.process.load_state_dict(unprefixed("process", tensors)))
+        restoring(path, "optimiser or lr-schedule state", lambda: recipe.restore(tensors, meta))
+        check_optimizer_state(recipe.optimizer, path)
+        data_rng.set_state(checked_rng_state(tensors, "rng.data", data_rng, path))
+        noise_rng.set_state(checked_rng_state(tensors, "rng.noise", noise_rng, path))
+        torch.set_rng_state(checked_rng_state(tensors, "rng.global", torch.default_generator,
+                                              path))
         for device in self._cuda_devices():  # absent when the run began on another device
             if f"rng.global_{device.type}" in tensors:
-                torch.cuda.set_rng_state(tensors[f"rng.global_{device.type}"], device)
-        return Progress(**meta["progress"])
+                restoring(path, "CUDA random state", lambda device=device: torch.cuda.set_rng_state(
+                    tensors[f"rng.global_{device.type}"], device))
+        return Progress(**progress)
 
     @contextmanager
     def _graceful_interrupt(self) -> Iterator[None]:
@@ -378,7 +395,9 @@ class Trainer:
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Load weights, turning a shape or key mismatch into a clear CheckpointError."""
+    """Load weights, turning a key, shape or dtype mismatch or non-finite weights into a clear
+    CheckpointError (load_state_dict alone would convert another dtype silently)."""
+    check_weights(model, state, path, "weights")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
