@@ -206,14 +206,13 @@ def panel_metrics(budget: Budget, objective: str) -> list[str]:
 
 
 def disagreements(analysis: Analysis) -> list[tuple[Budget, Any]]:
-    """For each metric the loss misleads on, the flagged budget with the most trials."""
-    out: dict[str, tuple[Budget, Any]] = {}
-    for b in analysis.budgets:
-        for c in b.rank_checks:
-            if c.flagged and (c.metric not in out or len(b.data.trials) >
-                              len(out[c.metric][0].data.trials)):
-                out[c.metric] = (b, c)
-    return list(out.values())
+    """The budget with the most trials where the loss misleads on the objective (or, if it
+    does not, on another metric), to draw; the callouts name every one."""
+    flagged = [(b, c) for b in analysis.budgets for c in b.rank_checks if c.flagged]
+    if not flagged:
+        return []
+    return [max(flagged, key=lambda bc: (bc[1].metric == analysis.objective,
+                                         len(bc[0].data.trials)))]
 
 
 def render(report: Report, template: str) -> str:
