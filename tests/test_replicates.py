@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -150,6 +151,21 @@ def test_aggregate_gives_means_t_intervals_and_replicate_values():
         4.302652729911275 * 1.0 / np.sqrt(3))
     assert (out["fid_n"], out["train_seconds"], out["grid"], out["replicates"]) == (
         50, 4.0, "a.png", 3)
+
+
+def test_aggregate_keeps_replicate_intervals_inside_the_metric_s_range():
+    from ablate.plugin_host import default_host
+    from ablate.replicates import metric_bounds
+
+    bounds = metric_bounds(SimpleNamespace(metrics=["fid", "precision"]), default_host())
+    assert bounds["fid"] == (0.0, np.inf) and bounds["precision"] == (0.0, 1.0)
+    records = [{"epoch": 1, "step": 4, "loss": 1.0, "fid": fid, "fid_low": fid - 1,
+                "fid_high": fid + 1, "precision": p, "precision_low": p, "precision_high": p}
+               for fid, p in ((5.0, 0.1), (900.0, 0.9))]  # two replicates: t on 1 df
+    out = aggregate(records, bounds)
+    assert out["fid_low"] == 0.0 and out["fid_high"] > 900  # plain t: [-5230, 6140]
+    assert (out["precision_low"], out["precision_high"]) == (0.0, 1.0)
+    assert aggregate(records)["fid_low"] < 0  # without bounds, the plain t interval
 
 
 @pytest.mark.parametrize(("line", "message"), [
