@@ -75,6 +75,7 @@ def train(
 ) -> None:
     """Train one configuration: log metrics, write sample grids and checkpoints."""
     from ablate.overrides import blamed
+    from ablate.preflight import check_run
     from ablate.progress_display import RichReporter
     from ablate.run_file import load_run_file
     from ablate.tracking import TrackingContext, tracking, with_flags
@@ -87,6 +88,7 @@ def train(
         for warning in config.schedule.check(config.T):
             errors.print(f"[yellow]warning:[/] {run_file}: run.schedule: {warning}")
         output_dir = output or Path("runs") / run_file.stem
+        check_run(config, output_dir, source=str(run_file))  # device, data, output folder
         trainer = Trainer(config, output_dir, reporter=RichReporter(console),
                           evaluation=spec.evaluation)
         trackers = with_flags(spec.trackers, tracker or [], trainer.host)
@@ -423,11 +425,13 @@ def _study_with(study_file: Path, overrides: list[str] | None, trackers: list[st
     import dataclasses
 
     from ablate.overrides import blamed
+    from ablate.preflight import check_study
     from ablate.study_config import load_study_file
     from ablate.tracking import with_flags
 
     with blamed(str(study_file), overrides or []):
         spec = load_study_file(study_file, overrides=overrides or [], **options)
+    check_study(spec)  # device, data and folders: what only this machine can answer
     return dataclasses.replace(spec, trackers=with_flags(spec.trackers, trackers or [],
                                                          spec.host))
 

@@ -40,6 +40,12 @@ class Dataset(Component):
     def load(self, split: Split) -> ImageData:
         raise NotImplementedError
 
+    def size(self, split: Split) -> int:
+        """Images in ``split``, for checks before training (``ablate run --dry-run``): raise
+        DataError when its files are missing. Override it where ``load`` is slow and the
+        count can be read cheaply (a file header)."""
+        return len(self.load(split).images)
+
 
 def to_model_range(images: torch.Tensor, scaling: str) -> torch.Tensor:
     """uint8 [0, 255] -> float in the scaling's range (coursework: x / 255 - 0.5)."""

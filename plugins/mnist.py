@@ -39,6 +39,14 @@ class Mnist(Dataset):
         root = Path(self.root) if self.root else BUNDLED_ROOT
         return load_split(root.resolve(), split)
 
+    def size(self, split: Split) -> int:
+        """The image count from the IDX header (no md5 check: ``load`` does that)."""
+        root = (Path(self.root) if self.root else BUNDLED_ROOT).resolve()
+        stem = f"{SPLIT_PREFIX[split]}-images-idx3-ubyte"
+        for name in ("labels", "images"):  # every file of the split must be there
+            _header(root, f"{SPLIT_PREFIX[split]}-{name}-idx{1 if name == 'labels' else 3}-ubyte")
+        return int.from_bytes(_header(root, stem)[4:8], "big")
+
 
 @lru_cache(maxsize=4)
 def load_split(root: Path, split: Split) -> ImageData:
@@ -62,6 +70,23 @@ def _read_idx(root: Path, stem: str) -> np.ndarray:
     count = int.from_bytes(raw[4:8], "big")
     data = np.frombuffer(raw, dtype=np.uint8, offset=header)
     return data.reshape(count, 28, 28).copy() if kind == "images" else data.copy()
+
+
+def _header(root: Path, stem: str) -> bytes:
+    """The first 16 bytes of an IDX file (magic number, count, sizes)."""
+    plain, packed = root / stem, root / f"{stem}.gz"
+    try:
+        if plain.exists():
+            with open(plain, "rb") as f:
+                return f.read(16)
+        with gzip.open(packed, "rb") as f:
+            return f.read(16)
+    except FileNotFoundError:
+        raise DataError(f"MNIST file {packed.name} is missing from {root}; restore it from a clean "
+                        f"copy of ablate, or point [run.dataset] root at a folder that has "
+                        f"the four MNIST IDX files") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"MNIST file {packed.name} in {root} cannot be read ({exc})") from None
 
 
 def _read_bytes(root: Path, stem: str) -> bytes:

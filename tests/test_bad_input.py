@@ -242,3 +242,64 @@ def test_local_workers_far_beyond_the_cores_are_refused(tmp_path: Path):
     result = runner.invoke(app, ["run", str(path), "--dry-run", "--workers", "100000"])
     assert result.exit_code == 2
     assert "--workers: 100000 local workers on a machine with" in " ".join(result.output.split())
+
+
+# What only the machine can answer: checked by --dry-run and before training, all at once.
+TINY = ('T = 10\nsteps = 8\nbatch_size = 16\nsubset = 64\ndevice = "cpu"\n'
+        'decoder = {name = "cnn", channels = [4, 8], time_hidden = 16}\n')
+LONG = "n" * 300
+MACHINE_RUNS = {  # name -> (run table lines replacing TINY's, extra CLI args, expected)
+    "subset_beyond_the_dataset": (TINY.replace("subset = 64", "subset = 100000"), [],
+                                  "run.subset: 100,000 images asked for, but dataset 'mnist' "
+                                  "has 60,000 training images"),
+    "batch_beyond_the_dataset": (TINY.replace("subset = 64", "subset = 0").replace(
+        "batch_size = 16", "batch_size = 70000"), [],
+        "run.batch_size: a batch of 70,000 images is more than the 60,000 training images"),
+    "dataset_files_missing": (TINY + 'dataset = {name = "mnist", root = "/nonexistent"}\n', [],
+                              "run.dataset: dataset 'mnist' cannot be read: MNIST file"),
+    "output_name_too_long": (TINY, ["-o", f"runs/{LONG}"], "--output: the name 'nnnn"),
+    "output_below_a_file": (TINY, ["-o", "{tmp}/file/run"], "is a file, so"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MACHINE_RUNS))
+def test_what_only_the_machine_knows_is_checked_before_training(name: str, tmp_path: Path):
+    table, args, expected = MACHINE_RUNS[name]
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    path = tmp_path / "run.toml"
+    path.write_text(f"[run]\n{table}", encoding="utf-8")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args] or ["-o", str(tmp_path / "out")]
+    result = runner.invoke(app, ["train", str(path), *args])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert expected in output and output.count("error:") == 1, output
+    assert not (tmp_path / "out").exists()
+
+
+def test_device_that_the_machine_lacks_is_refused_by_dry_run(tmp_path: Path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = tmp_path / "study.toml"
+    path.write_text(toml_document({**VALID, "run": {**VALID["run"], "device": "cuda"}}),
+                    encoding="utf-8")
+    result = runner.invoke(app, ["run", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    assert "run.device: CUDA is not available on this machine" in " ".join(result.output.split())
+
+
+def test_dry_run_reports_every_machine_problem_of_a_study_together(tmp_path: Path):
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    study = {**VALID, "study": {**VALID["study"], "output": str(tmp_path / "file" / "out"),
+                                "storage": f"journal:///{tmp_path}/{LONG}/journal.log"},
+             "search": {**VALID["search"], "run.batch_size": [16, 100000]}}
+    path = tmp_path / "study.toml"
+    path.write_text(toml_document(study), encoding="utf-8")
+    result = runner.invoke(app, ["run", str(path), "--dry-run"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert "search.run.batch_size: a batch of 100,000 images is more than the subset of 64" \
+        in output
+    assert "study.output: " in output and "is a file, so" in output
+    assert "study.storage: the name 'nnnn" in output and output.count("error:") == 3
