@@ -18,7 +18,9 @@ c_noise / (M - 1), the VP time itself; VE and EDM: c_noise over the sampling ran
 Written by hand because diffusers has no EDM Heun or Algorithm 2 sampler with this
 preconditioning (its ``EDMEulerScheduler`` takes the first-order step only, and churns after
 the network has seen the unchurned image); the tests check the Euler step and the rho grid
-against ``EDMEulerScheduler`` on identical network outputs, and Heun on an analytic case.
+against ``EDMEulerScheduler``, Heun with VP preconditioning against ``HeunDiscreteScheduler``
+on karras sigmas (the same sampler), both on identical network outputs, and Heun's order on
+Gaussian data, whose ODE solution is known.
 """
 
 from __future__ import annotations

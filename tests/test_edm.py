@@ -1,6 +1,7 @@
 """The edm degradation: Table 1 of Karras et al. (2022) in closed form, the rho-spaced time steps
-and the Euler step against diffusers' EDMEulerScheduler, Heun and Algorithm 2 on a Gaussian whose
-ODE solution is known, and training end to end."""
+and the Euler step against diffusers' EDMEulerScheduler, VP-preconditioned Heun against its
+HeunDiscreteScheduler, Heun and Algorithm 2 on a Gaussian whose ODE solution is known, and
+training end to end."""
 
 from __future__ import annotations
 
@@ -124,6 +125,34 @@ def test_euler_steps_equal_diffusers_edm_euler_on_identical_outputs():
         output = model(scheduler.scale_model_input(theirs, c_noise), time)
         theirs = scheduler.step(output, c_noise, theirs).prev_sample
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-5)
+
+
+class Timeless(torch.nn.Module):
+    """A fixed network that ignores its time input: identical outputs whatever noise
+    conditioning the sampler passes (diffusers' timestep index or ablate's c_noise)."""
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.tanh(x) - 0.1 * x
+
+
+def test_vp_preconditioned_heun_equals_diffusers_heun_with_karras_sigmas():
+    # diffusers' eps-prediction Heun is EDM's VP preconditioning: D = x - sigma F(x /
+    # sqrt(sigma^2 + 1)), on karras (rho = 7) sigmas, first order on the last step to 0.
+    scheduler = diffusers.HeunDiscreteScheduler(use_karras_sigmas=True, beta_schedule="linear",
+                                                beta_start=1e-4, beta_end=0.02)
+    scheduler.set_timesteps(8)
+    sigma_max, sigma_min = float(scheduler.sigmas[0]), float(scheduler.sigmas[-2])
+    process = bind(preconditioning="vp", sigma_min=sigma_min, sigma_max=sigma_max)
+    grid = process.sigmas(8)
+    torch.testing.assert_close(torch.tensor(grid, dtype=torch.float32),
+                               scheduler.sigmas.unique().flip(0), rtol=1e-5, atol=0)
+    x = sigma_max * torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    ours = process.solve(Timeless(), x.clone(), grid, "heun")
+    theirs = x.clone()
+    for timestep in scheduler.timesteps:
+        output = Timeless()(scheduler.scale_model_input(theirs, timestep), timestep)
+        theirs = scheduler.step(output, timestep, theirs).prev_sample
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
 DATA_STD = 0.3
