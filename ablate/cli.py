@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ablate import sampler_defaults
 from ablate.errors import AblateError, error_lines
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
@@ -75,7 +76,6 @@ def train(
 ) -> None:
     """Train one configuration: log metrics, write sample grids and checkpoints."""
     from ablate.overrides import blamed
-    from ablate.preflight import check_run
     from ablate.progress_display import RichReporter
     from ablate.run_file import load_run_file
     from ablate.tracking import TrackingContext, tracking, with_flags
@@ -88,7 +88,6 @@ def train(
         for warning in config.schedule.check(config.T):
             errors.print(f"[yellow]warning:[/] {run_file}: run.schedule: {warning}")
         output_dir = output or Path("runs") / run_file.stem
-        check_run(config, output_dir, source=str(run_file))  # device, data, output folder
         trainer = Trainer(config, output_dir, reporter=RichReporter(console),
                           evaluation=spec.evaluation)
         trackers = with_flags(spec.trackers, tracker or [], trainer.host)
@@ -98,6 +97,13 @@ def train(
         last = result.metrics[-1]
         console.print(f"done: {last['step']} steps, loss {last['loss']:.4f}, "
                       f"{last['images_per_s']:.0f} images/s; checkpoint {result.checkpoint}")
+        scores = [f"{key} {last[key]:.4g} [{last[f'{key}_low']:.4g}, {last[f'{key}_high']:.4g}]"
+                  for key in last if f"{key}_low" in last and f"{key}_high" in last]
+        if scores:
+            console.print(f"final scores (epoch {last['epoch']}, 95% intervals): "
+                          f"{'; '.join(scores)}", highlight=False, soft_wrap=True)
+        if "grid" in last:
+            console.print(f"final sample grid: {last['grid']}", highlight=False, soft_wrap=True)
 
 
 @app.command(rich_help_panel="Runs")
@@ -106,19 +112,41 @@ def sample(
     n: Annotated[int, typer.Option("-n", min=1, help="number of samples")] = 64,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write")] = Path(
         "grid.png"),
+    sampler: Annotated[str | None, typer.Option(
+        help=f"the degradation's sampler ({sampler_defaults.HELP})")] = None,
+    steps: Annotated[int | None, typer.Option(
+        min=1, help=f"sampling steps, evenly spaced, at most T (default "
+                    f"{sampler_defaults.STEPS})")] = None,
     seed: Annotated[int, typer.Option(help="seed of the sampling noise")] = 0,
     device: Annotated[str | None, typer.Option(help="device (default: the run's)")] = None,
 ) -> None:
-    """Draw samples from a checkpoint with the run's own sampler and save them as a grid."""
+    """Draw samples from a checkpoint and save them as a grid."""
     from ablate.grids import save_grid
+    from ablate.progress_display import SamplingProgress
     from ablate.sampling import draw, load_trained
 
     with reported_errors():
         parts = load_trained(checkpoint, device=device)
-        with console.status(f"sampling {n} images ({parts.process.T} steps)"):
-            samples = draw(parts, n, seed)
+        chosen, count = _sampling_plan(parts, n, sampler, steps)
+        with SamplingProgress(console, f"sampling {n} images") as progress:
+            samples = draw(parts, n, seed, sampler=chosen, steps=count, progress=progress)
         save_grid(samples, parts.config.scaling, output)
         console.print(f"wrote {output}")
+
+
+def _sampling_plan(parts, n: int, sampler: str | None,
+                   steps: int | None) -> tuple[str | None, int]:
+    """The sampler and steps to use, said before sampling starts with what they cost."""
+    from ablate.evaluation import SAMPLE_BATCH
+
+    process = parts.process
+    chosen, count = sampler_defaults.choose(process.samplers, process.T, sampler, steps)
+    name = chosen or (process.samplers[0] if process.samplers else "its default sampler")
+    batches = -(-n // SAMPLE_BATCH)
+    console.print(f"sampling {n} images with {escape(name)} on {count} of T = {process.T} "
+                  f"steps: about {count} network evaluations per batch, {count * batches} in "
+                  f"all", highlight=False, soft_wrap=True)
+    return chosen, count
 
 
 @app.command("export", rich_help_panel="Runs")
@@ -160,9 +188,10 @@ def evaluate(
         "fid,kid,precision,recall,classifier_score"),
     n: Annotated[int, typer.Option("-n", min=2, help="samples to draw and score")] = 2000,
     sampler: Annotated[str | None, typer.Option(
-        help="the degradation's sampler (default: the run's)")] = None,
+        help=f"the degradation's sampler ({sampler_defaults.HELP})")] = None,
     steps: Annotated[int | None, typer.Option(
-        min=1, help="sampling steps where the sampler can skip (default: the run's)")] = None,
+        min=1, help=f"sampling steps, evenly spaced, at most T (default "
+                    f"{sampler_defaults.STEPS})")] = None,
     seed: Annotated[int, typer.Option(help="seed of the sampling noise and bootstrap")] = 0,
     device: Annotated[str | None, typer.Option(help="device (default: the run's)")] = None,
     json_out: Annotated[Path | None, typer.Option(
@@ -173,13 +202,27 @@ def evaluate(
 
     from ablate.atomic import write_text_atomic
     from ablate.evaluation import evaluate as score
+    from ablate.evaluation import resolve_metrics
+    from ablate.progress_display import SamplingProgress
     from ablate.sampling import load_trained
 
     with reported_errors():
         parts = load_trained(checkpoint, device=device)
         names = [name.strip() for name in metrics.split(",") if name.strip()]
-        with console.status(f"sampling {n} images and scoring {', '.join(names)}"):
-            values = score(parts, names, n, sampler=sampler, steps=steps, seed=seed)
+        resolve_metrics(names)  # an unknown metric is an error before anything is drawn
+        sampler, steps = _sampling_plan(parts, n, sampler, steps)
+        with SamplingProgress(console, f"sampling {n} images") as progress:
+            scoring = console.status(f"scoring {', '.join(names)}")
+
+            def drawn(_samples) -> None:
+                progress.close()
+                scoring.start()
+
+            try:
+                values = score(parts, names, n, sampler=sampler, steps=steps, seed=seed,
+                               progress=progress, on_samples=drawn)
+            finally:
+                scoring.stop()
         console.print(f"{checkpoint}: {n} samples, seed {seed}")
         table = Table()
         for column in ("metric", "value", "95% interval", "n"):
@@ -360,13 +403,14 @@ def run_study_file(
                           "mlflow, wandb")] = None,
 ) -> None:
     """Create or resume an Optuna study and train trials until its global budget is spent."""
-    from ablate.study import StudyError, load_existing, remaining, run_study
-    from ablate.study_display import StudyDisplay, render_plan, render_table, trial_rows
-    from ablate.workers import run_local
-
     with reported_errors():
         spec = _study_with(study_file, overrides, tracker, storage=storage, trials=n_trials,
                            timeout=timeout, workers=workers)
+        # imported once the file is valid, so that a mistake in it is reported at once
+        from ablate.study import StudyError, load_existing, remaining, run_study
+        from ablate.study_display import StudyDisplay, render_plan, render_table, trial_rows
+        from ablate.workers import run_local
+
         if dry_run:
             try:
                 existing, _ = load_existing(spec)
@@ -425,13 +469,11 @@ def _study_with(study_file: Path, overrides: list[str] | None, trackers: list[st
     import dataclasses
 
     from ablate.overrides import blamed
-    from ablate.preflight import check_study
     from ablate.study_config import load_study_file
     from ablate.tracking import with_flags
 
     with blamed(str(study_file), overrides or []):
         spec = load_study_file(study_file, overrides=overrides or [], **options)
-    check_study(spec)  # device, data and folders: what only this machine can answer
     return dataclasses.replace(spec, trackers=with_flags(spec.trackers, trackers or [],
                                                          spec.host))
 

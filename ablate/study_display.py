@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,12 +18,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ablate.storage import masked
 from ablate.study import duration
@@ -43,10 +46,12 @@ class StudyDisplay:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=console)
+            DeadlineColumn(), console=console)
         self.study_task: TaskID | None = None
         self.trial_task: TaskID | None = None
         self.spec: StudySpec | None = None
+        self.began = 0.0
+        self.finished_here = 0
 
     def begin(self, spec: StudySpec, done: int, best: str | None) -> None:
         self.spec = spec
@@ -54,7 +59,9 @@ class StudyDisplay:
                            f"{done} trials done" + (f", best {escape(best)}" if best else ""))
         self.progress.start()
         self.study_task = self.progress.add_task("trials", total=spec.trials, completed=done,
-                                                 info=self._best(best))
+                                                 info=self._best(best), deadline=None)
+        self.began = time.monotonic()
+        self.finished_here = 0
 
     def trial_started(self, number: int, params: Mapping[str, Any], label: str | None) -> None:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
@@ -72,6 +79,9 @@ class StudyDisplay:
             self.progress.update(self.trial_task, completed=step)
         else:
             self.progress.update(self.trial_task, completed=step, info=f"loss {loss:.4f}")
+
+    def phase(self, doing: str) -> None:
+        self.progress.update(self.trial_task, info=escape(doing))
 
     def epoch(self, metrics: dict[str, Any]) -> None:
         scored = [f"{k} {metrics[k]:.4g}" for k in self._metrics() if k in metrics]
@@ -96,7 +106,18 @@ class StudyDisplay:
         if self.trial_task is not None:
             self.progress.remove_task(self.trial_task)
             self.trial_task = None
-        self.progress.update(self.study_task, completed=done, info=self._best(best))
+        self.finished_here += 1
+        self.progress.update(self.study_task, completed=done, info=self._best(best),
+                             deadline=self._deadline(done))
+
+    def _deadline(self, done: int) -> float | None:
+        """When the budget's trials will be done at this session's mean time per trial (so an
+        ETA shows once one trial has finished, where rich's own estimate needs several)."""
+        if self.spec is None or not self.spec.trials:
+            return None
+        now = time.monotonic()
+        per_trial = (now - self.began) / self.finished_here
+        return now + per_trial * max(self.spec.trials - done, 0)
 
     def end(self) -> None:
         self.progress.stop()
@@ -107,6 +128,19 @@ class StudyDisplay:
     @staticmethod
     def _best(best: str | None) -> str:
         return f"best {best}" if best else "no completed trial yet"
+
+
+class DeadlineColumn(TimeRemainingColumn):
+    """Time left to a task's ``deadline`` field (a time.monotonic() value) where it has one,
+    else rich's estimate from the task's speed."""
+
+    def render(self, task: Task) -> Text:
+        deadline = task.fields.get("deadline")
+        if deadline is None:
+            return super().render(task)
+        left = max(0, int(deadline - time.monotonic()))
+        hours, rest = divmod(left, 3600)
+        return Text(f"{hours}:{rest // 60:02d}:{rest % 60:02d}", style="progress.remaining")
 
 
 def outcome_of(trial: FrozenTrial) -> str:

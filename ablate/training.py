@@ -74,6 +74,9 @@ class Reporter(Protocol):
 
     def advance(self, step: int, loss: float | None) -> None: ...
 
+    def phase(self, doing: str) -> None:
+        """What the engine does between training steps (drawing a grid, scoring samples)."""
+
     def epoch(self, metrics: dict[str, Any]) -> None: ...
 
     def stop(self) -> None: ...
@@ -84,6 +87,9 @@ class SilentReporter:
         pass
 
     def advance(self, step: int, loss: float | None) -> None:
+        pass
+
+    def phase(self, doing: str) -> None:
         pass
 
     def epoch(self, metrics: dict[str, Any]) -> None:
@@ -273,9 +279,12 @@ class Trainer:
         progress.batch, progress.loss_sum, progress.epoch_seconds = 0, 0.0, 0.0
         evaluation = self.evaluation
         if evaluation and (last or (evaluation.every and progress.epoch % evaluation.every == 0)):
+            self.reporter.phase(f"epoch {progress.epoch}: sampling {evaluation.samples} images "
+                                f"and scoring {', '.join(evaluation.metrics)}")
             record.update(self._evaluate(parts, progress.epoch))
         wants_grid = last or (config.sample_every and progress.epoch % config.sample_every == 0)
         if wants_grid and "grid" not in record:
+            self.reporter.phase(f"epoch {progress.epoch}: drawing the sample grid")
             record["grid"] = str(self.sample_grid(parts, progress.epoch))
         metrics_log.append(self.paths.metrics, record)
         self.host.hook.epoch_end(run=info, metrics=record)

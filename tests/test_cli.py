@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import click
+import pytest
+import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
+import ablate
+from ablate import sampler_defaults
 from ablate.cli import app
+from ablate.study import run_study
+from ablate.study_config import load_study_file
+from ablate.study_display import StudyDisplay
+from ablate.training import Trainer
+from tests.conftest import TINY_STUDY_RUN, tiny_config
 
 runner = CliRunner()
 
@@ -64,3 +81,140 @@ def test_list_plugins_unknown_family_exits_2():
     result = runner.invoke(app, ["list-plugins", "--family", "decoderz"])
     assert result.exit_code == 2
     assert "unknown family" in result.output
+
+
+@pytest.fixture(scope="module")
+def long_chain(tmp_path_factory) -> Path:
+    """A tiny run with T = 200: the default sampler must not pay 200 steps per batch."""
+    out = tmp_path_factory.mktemp("long") / "run"
+    return Trainer(tiny_config(T=200, steps=4), out).run().checkpoint
+
+
+def test_ablate_version_prints_the_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"ablate {ablate.__version__}"
+
+
+def _flat(text: str) -> str:
+    """Help text without rich's box drawing and line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_help_keeps_every_bracketed_word_that_rich_could_eat():
+    assert "TOML file with a [run] table" in _flat(runner.invoke(app, ["train", "--help"]).output)
+    for path, command in _commands(typer.main.get_command(app)):
+        shown = _flat(runner.invoke(app, [*path, "--help"], terminal_width=400).output)
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            for word in re.findall(r"\[[a-z][^\]]*\]", text.replace("\\[", "[")):
+                assert word in shown, f"ablate {' '.join(path)} --help lost {word}"
+
+
+def test_ablate_help_does_not_import_torch():
+    probe = ("import sys\nfrom typer.testing import CliRunner\nfrom ablate.cli import app\n"
+             "result = CliRunner().invoke(app, ['--help'])\n"
+             "assert result.exit_code == 0, result.output\n"
+             "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_files_follow_the_umask(tiny_run_file: Path, tmp_path: Path):
+    previous = os.umask(0o022)
+    try:
+        out = tmp_path / "out"
+        result = runner.invoke(app, ["train", str(tiny_run_file), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        os.umask(0o027)
+        grid = tmp_path / "grid.png"
+        sampled = runner.invoke(app, ["sample", str(out / "checkpoints" / "last.safetensors"),
+                                      "-n", "4", "-o", str(grid)])
+        assert sampled.exit_code == 0, sampled.output
+    finally:
+        os.umask(previous)
+    for path in (out / "config.json", out / "checkpoints" / "last.safetensors",
+                 out / "samples" / "epoch_0003.png", out / "metrics.jsonl"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert stat.S_IMODE(grid.stat().st_mode) == 0o640
+
+
+def test_sample_and_evaluate_default_to_a_sampler_whose_cost_does_not_grow_with_T(
+        long_chain: Path, tmp_path: Path):
+    assert sampler_defaults.HELP in _flat(runner.invoke(app, ["sample", "--help"],
+                                                        terminal_width=400).output)
+    sampled = runner.invoke(app, ["sample", str(long_chain), "-n", "3",
+                                  "-o", str(tmp_path / "g.png")])
+    assert sampled.exit_code == 0, sampled.output
+    said = (f"sampling 3 images with {sampler_defaults.SAMPLER} on {sampler_defaults.STEPS} "
+            f"of T = 200 steps")
+    assert said in sampled.output
+    assert f"{sampler_defaults.STEPS}/{sampler_defaults.STEPS} network evaluations" in \
+        sampled.output
+    scored = runner.invoke(app, ["evaluate", str(long_chain), "-n", "4", "--metrics", "fid"])
+    assert scored.exit_code == 0, scored.output
+    assert f"{sampler_defaults.STEPS}/{sampler_defaults.STEPS} network evaluations" in \
+        scored.output
+
+
+def test_sample_takes_sampler_and_steps_and_counts_them_in_its_progress_bar(
+        long_chain: Path, tmp_path: Path):
+    result = runner.invoke(app, ["sample", str(long_chain), "-n", "300", "--sampler", "ddim",
+                                 "--steps", "7", "-o", str(tmp_path / "g.png")],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "sampling 300 images with ddim on 7 of T = 200 steps" in result.output
+    assert "14/14 network evaluations" in result.output  # two batches of at most 256
+    assert "evaluations/s" in result.output and "ETA" in result.output
+    unknown = runner.invoke(app, ["sample", str(long_chain), "--sampler", "ddpm"])
+    assert unknown.exit_code == 2
+    assert "ddpm" in unknown.output and "ancestral" in unknown.output
+
+
+def test_train_says_what_it_does_after_the_last_step_and_prints_the_final_scores(
+        tiny_run_file: Path, tmp_path: Path):
+    path = tmp_path / "scored.toml"
+    path.write_text(tiny_run_file.read_text() + '\n[eval]\nmetrics = ["fid"]\nsamples = 8\n',
+                    encoding="utf-8")
+    result = runner.invoke(app, ["train", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "training done; epoch 3: sampling 8 images and scoring fid" in result.output
+    record = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert (f"final scores (epoch 3, 95% intervals): fid {record['fid']:.4g} "
+            f"[{record['fid_low']:.4g}, {record['fid_high']:.4g}]") in _flat(result.output)
+
+
+class WatchedStudy(StudyDisplay):
+    """Records what the study bar's ETA column shows after each finished trial."""
+
+    def __init__(self) -> None:
+        super().__init__(Console(file=io.StringIO()))
+        self.etas: list[str] = []
+
+    def trial_finished(self, trial, done: int, best: str | None) -> None:
+        super().trial_finished(trial, done, best)
+        study_bar = self.progress.tasks[0]
+        self.etas.append(self.progress.columns[-1].render(study_bar).plain)
+
+
+def test_the_study_bar_shows_an_eta_once_one_trial_has_finished(tmp_path: Path):
+    path = tmp_path / "eta.toml"
+    path.write_text(f'[study]\nname = "eta"\noutput = "{(tmp_path / "out").as_posix()}"\n'
+                    f'trials = 2\nsampler = "random"\n{TINY_STUDY_RUN}\n[search]\n'
+                    f'"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}\n', encoding="utf-8")
+    display = WatchedStudy()
+    run_study(load_study_file(path), display)
+    assert len(display.etas) == 2
+    assert all(re.fullmatch(r"\d+:\d\d:\d\d", eta) for eta in display.etas), display.etas
+    assert display.etas[-1] == "0:00:00"
+
