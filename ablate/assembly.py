@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ablate.datasets import SCALINGS
+from ablate.decoder_guard import guard_decoder
 from ablate.degradations import DegradationProcess
 from ablate.ema import Averager
 from ablate.run_config import RunConfig
@@ -39,6 +40,7 @@ def assemble(config: RunConfig, image_shape: tuple[int, int, int],
         torch.manual_seed(config.seed)
         model = config.decoder.build(channels, height)
     model = model.to(device)
+    guard_decoder(model, config.decoder)  # a wrong output shape is the decoder's error
     process = config.degradation.bind(config.schedule.alpha_bar(config.T),
                                       SCALINGS[config.scaling], device)
     averager = config.ema.build(model)

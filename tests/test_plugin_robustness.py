@@ -78,6 +78,32 @@ MISTAKES = {  # the four ordinary author mistakes, one plugin module each
         "def register_schedules(register):\n"
         "    register(Flat())\n"),
 }
+MISTAKES["robustness_runtime"] = HEADER + (  # registers fine, breaks when it runs
+    "import torch\n\n"
+    "class Net(torch.nn.Module):\n"
+    "    def __init__(self, cut):\n"
+    "        super().__init__()\n"
+    "        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)\n"
+    "        self.cut = cut\n\n"
+    "    def forward(self, x, t):\n"
+    "        return self.conv(x)[..., :x.shape[-1] - self.cut]\n\n"
+    "@dataclass(frozen=True)\n"
+    "class WrongShape(Decoder):\n"
+    '    """Returns one column too few."""\n'
+    '    name = "robustness-wrong-shape"\n\n'
+    "    def build(self, channels, image_size):\n"
+    "        return Net(1)\n\n"
+    "@dataclass(frozen=True)\n"
+    "class BadDefault(Decoder):\n"
+    '    """Its own default breaks its build."""\n'
+    '    name = "robustness-bad-default"\n'
+    '    width: int = param(0, "channels of the hidden layer")\n\n'
+    "    def build(self, channels, image_size):\n"
+    "        return Net(image_size // self.width)\n\n"
+    "@ablate.hookimpl\n"
+    "def register_decoders(register):\n"
+    "    register(WrongShape)\n"
+    "    register(BadDefault)\n")
 MODULES.update(MISTAKES)
 DISTRIBUTIONS = {  # distribution -> (version, plugin name, module)
     "robustness-missing-dependency": ("1.2", "missing_dependency", "robustness_missing_dependency"),
@@ -86,6 +112,7 @@ DISTRIBUTIONS = {  # distribution -> (version, plugin name, module)
     "robustness-misspelt": ("1.0", "misspelt", "robustness_misspelt"),
     "robustness-nameless": ("1.0", "nameless", "robustness_nameless"),
     "robustness-instance": ("1.0", "instance", "robustness_instance"),
+    "robustness-runtime": ("2.0", "runtime", "robustness_runtime"),
 }
 REASONS = {
     "clash": "schedule 'linear' is registered twice: already by plugin 'linear'",
@@ -154,7 +181,8 @@ def test_every_command_reports_each_broken_plugin_once_and_keeps_working(broken_
     result = runner.invoke(app, ["run", str(study), "--dry-run"])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: plugin")]
-    assert sorted(w.split("'")[1] for w in warnings) == sorted(DISTRIBUTIONS_BY_PLUGIN), warnings
+    assert sorted(w.split("'")[1] for w in warnings) == sorted(
+        set(DISTRIBUTIONS_BY_PLUGIN) - {"runtime"}), warnings
     for plugin, reason in REASONS.items():
         assert any(f"'{plugin}'" in w and reason in w for w in warnings), (plugin, warnings)
     assert "Traceback" not in result.output
@@ -185,3 +213,24 @@ def test_contract_tests_fail_for_each_broken_plugin_of_the_package(broken_plugin
     with pytest.raises(ContractError, match="plugin 'clash' .* is broken and was not loaded: "
                                             "schedule 'linear' is registered twice"):
         test(BROKEN, "clash")
+
+
+@pytest.mark.parametrize(("decoder", "raised"), [
+    ("robustness-wrong-shape", "DecoderOutputError: decoder 'robustness-wrong-shape' returned "
+                               "a tensor of shape (16, 1, 28, 27) for input of shape "
+                               "(16, 1, 28, 28)"),
+    ("robustness-bad-default", "ZeroDivisionError: integer division or modulo by zero"),
+])
+def test_an_exception_in_plugin_code_is_one_line_naming_plugin_and_component(
+        broken_plugins, tmp_path: Path, decoder: str, raised: str):
+    run = tmp_path / "run.toml"
+    run.write_text(f'[run]\nT = 10\nsteps = 2\nbatch_size = 16\nsubset = 32\ngrid_size = 2\n'
+                   f'device = "cpu"\ndecoder = "{decoder}"\n', encoding="utf-8")
+    result = runner.invoke(app, ["train", str(run), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    error = " ".join(result.stderr.split("error: ")[1].split())
+    assert error.startswith(f"decoder '{decoder}' of plugin 'runtime' (robustness-runtime) "
+                            f"raised {raised}"), error
+    kept = tmp_path / "out" / "error.txt"
+    assert f"the traceback is in {kept}" in error
+    assert "Traceback" not in result.output and "Traceback" in kept.read_text(encoding="utf-8")
