@@ -76,6 +76,8 @@ def train(
 ) -> None:
     """Train one configuration: log metrics, write sample grids and checkpoints."""
     from ablate.overrides import blamed
+    from ablate.plugin_faults import plugin_faults, run_components
+    from ablate.preflight import check_run
     from ablate.progress_display import RichReporter
     from ablate.run_file import load_run_file
     from ablate.tracking import TrackingContext, tracking, with_flags
@@ -88,11 +90,14 @@ def train(
         for warning in config.schedule.check(config.T):
             errors.print(f"[yellow]warning:[/] {run_file}: run.schedule: {warning}")
         output_dir = output or Path("runs") / run_file.stem
+        check_run(config, output_dir, source=str(run_file))  # device, data, output folder
         trainer = Trainer(config, output_dir, reporter=RichReporter(console),
                           evaluation=spec.evaluation)
         trackers = with_flags(spec.trackers, tracker or [], trainer.host)
         console.print(f"training [bold]{run_file}[/] on {trainer.device} into {output_dir}")
-        with tracking(trainer.host, trackers, TrackingContext(run_file.stem, output_dir)):
+        with tracking(trainer.host, trackers, TrackingContext(run_file.stem, output_dir)), \
+                plugin_faults(run_components(config, spec.evaluation, trainer.host), output_dir,
+                              trainer.host):  # a plugin's bug: one line, traceback kept
             result = trainer.run(resume=resume)
         last = result.metrics[-1]
         console.print(f"done: {last['step']} steps, loss {last['loss']:.4f}, "
@@ -469,11 +474,13 @@ def _study_with(study_file: Path, overrides: list[str] | None, trackers: list[st
     import dataclasses
 
     from ablate.overrides import blamed
+    from ablate.preflight import check_study
     from ablate.study_config import load_study_file
     from ablate.tracking import with_flags
 
     with blamed(str(study_file), overrides or []):
         spec = load_study_file(study_file, overrides=overrides or [], **options)
+    check_study(spec)  # device, data and folders: what only this machine can answer
     return dataclasses.replace(spec, trackers=with_flags(spec.trackers, trackers or [],
                                                          spec.host))
 
