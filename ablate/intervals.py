@@ -77,7 +77,9 @@ def bounded(estimate: float, half: float, se: float, replicates: int, *,
     low = min(estimate, max(lowest, estimate - half))
     high = max(estimate, min(highest, estimate + half))
     reason = ""
-    if 2 <= replicates < UNINFORMATIVE_BELOW:
+    if replicates == 1 and se == 0:
+        reason = "no noise measured: one replicate, no evaluation interval"
+    elif 2 <= replicates < UNINFORMATIVE_BELOW:
         reason = (f"{replicates} replicates: t on {replicates - 1} degree of freedom "
                   f"(x{quantile(replicates):.1f} the standard error)")
     elif math.isfinite(lowest) and math.isfinite(highest) and low <= lowest and high >= highest \

@@ -107,7 +107,7 @@ def test_with_one_replicate_the_interval_comes_from_the_evaluation_errors():
     assert test.p_value == pytest.approx(2 * stats.norm.sf(2.0 / interval.se), rel=1e-9)
     loss, loss_test = difference(data, [1], [0], "loss")
     assert (loss.low, loss.high) == (2.0, 2.0)
-    assert loss_test.p_value is None  # no noise measured at all: no test
+    assert loss_test.p_value is None and not loss.informative  # no noise measured: no test
 
 
 def test_trials_with_their_own_seeds_are_compared_by_welch_s_test():
@@ -155,7 +155,7 @@ def test_a_loss_that_ranks_configurations_unlike_fid_is_flagged():
     assert fid.flagged and fid.spearman == pytest.approx(-1.0)
     assert (fid.best_by_loss, fid.best_by_metric) == (0, 3)
     assert "the lowest loss picks trial 0, fid picks trial 3 (fid -30 [-30, -30] from the " \
-           "loss's pick, clear)" in fid.reason
+           "loss's pick, unclear)" in fid.reason  # one replicate, no evaluation error: no noise
     assert not score.flagged and score.kendall == pytest.approx(1.0)  # higher score is better
 
 
