@@ -28,9 +28,11 @@ from ablate.search_space import DISTRIBUTION_KEYS
 from ablate.study_config import PRUNERS, SAMPLERS
 from ablate.tracking import installed_trackers
 
-DRAFT = "http://json-schema.org/draft-07/schema#"
-BOUND_KEYWORDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum",
-                  "lt": "exclusiveMaximum"}
+DRAFT = "http://json-schema.org/draft-04/schema#"
+"""Draft 4, the newest that every TOML language server's validator reads (taplo included):
+so no ``const`` (a one-value ``enum``) and exclusive bounds as booleans."""
+BOUNDS = {"ge": {"minimum": False}, "gt": {"minimum": True}, "le": {"maximum": False},
+          "lt": {"maximum": True}}
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ STUDY_TABLE: dict[str, Key] = {
                      "one per objective (default: the direction in which each is better)"),
     "trials": Key({"type": "integer", "minimum": 1},
                   "global budget: trials that trained, over every invocation"),
-    "timeout": Key({"type": "number", "exclusiveMinimum": 0},
+    "timeout": Key({"type": "number", "minimum": 0, "exclusiveMinimum": True},
                    "global budget in seconds of trial wall time"),
     "seed": Key({"type": "integer", "minimum": 0}, "base seed: trial n trains with seed + n", 0),
     "sampler": Key({}, "Optuna sampler: a name or a table with name and options", "tpe"),
@@ -102,7 +104,11 @@ def type_schema(tp: Any) -> dict[str, Any]:
 
 def param_schema(info: ParamInfo) -> dict[str, Any]:
     out = {**type_schema(info.type), "description": info.help}
-    out.update({BOUND_KEYWORDS[op]: bound for op, bound in info.bounds.items()})
+    for op, bound in info.bounds.items():
+        ((keyword, exclusive),) = BOUNDS[op].items()
+        out[keyword] = bound
+        if exclusive:
+            out[f"exclusive{keyword.capitalize()}"] = True
     if info.default is not None:
         out["default"] = info.default
     return out
@@ -110,7 +116,7 @@ def param_schema(info: ParamInfo) -> dict[str, Any]:
 
 def component_schema(cls: type[Component], *, default: bool) -> dict[str, Any]:
     """One plugin as a table: ``name`` and its parameters, nothing else."""
-    properties = {"name": {"const": cls.name, "description": cls.summary()}}
+    properties = {"name": {"enum": [cls.name], "description": cls.summary()}}
     properties |= {info.name: param_schema(info) for info in param_infos(cls)}
     out = {"type": "object", "title": cls.name, "description": cls.summary(),
            "properties": properties, "additionalProperties": False}
@@ -173,7 +179,7 @@ def eval_table(host: PluginHost, only: Any = None) -> dict[str, Any]:
 def algorithm_schema(known: Mapping[str, type], description: str) -> dict[str, Any]:
     branches = []
     for name, cls in known.items():
-        properties = {"name": {"const": name}} | {
+        properties = {"name": {"enum": [name]}} | {
             info.name: param_schema(info) for info in param_infos(cls)}
         branches.append({"type": "object", "title": name,
                          "description": (cls.__doc__ or "").strip().splitlines()[0],
@@ -197,14 +203,18 @@ def study_table(host: PluginHost, only: Any = None) -> dict[str, Any]:
             "properties": properties, "additionalProperties": False}
 
 
+DISTRIBUTION_TYPES = {
+    "low": {"type": "number"}, "high": {"type": "number"}, "log": {"type": "boolean"},
+    "step": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+    "values": {"type": "array", "minItems": 1}}
+"""What each key of a ``[search]`` distribution table holds (ablate.search_space's keys)."""
+
+
 def distribution_schema() -> dict[str, Any]:
     return {"oneOf": [
         {"type": "array", "minItems": 1, "description": "categorical: these values"},
-        {"type": "object", "properties": {
-            "low": {"type": "number"}, "high": {"type": "number"},
-            "log": {"type": "boolean"}, "step": {"type": "number", "exclusiveMinimum": 0},
-            "values": {"type": "array", "minItems": 1}},
-         "propertyNames": {"enum": DISTRIBUTION_KEYS}, "additionalProperties": False},
+        {"type": "object", "properties": {k: DISTRIBUTION_TYPES[k] for k in DISTRIBUTION_KEYS},
+         "additionalProperties": False},
     ]}
 
 

@@ -26,11 +26,12 @@ SHIPPED = sorted([*ROOT.glob("configs/*.toml"), *ROOT.glob("studies/*.toml"),
 runner = CliRunner()
 
 
-def validator(kind: str) -> jsonschema.Draft7Validator:
+def validator(kind: str) -> jsonschema.Draft4Validator:
+    """Draft 4: what taplo and the other TOML language servers read."""
     build = run_file_schema if kind == "run" else study_file_schema
     schema = build(default_host())
-    jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema)
+    jsonschema.Draft4Validator.check_schema(schema)
+    return jsonschema.Draft4Validator(schema)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
@@ -43,12 +44,13 @@ def test_every_shipped_file_validates_against_its_schema(path):
 @pytest.mark.parametrize("data", [
     {"run": {"lrr": 1e-3}},
     {"run": {"T": 0}},
+    {"run": {"lr": 0}},  # an exclusive bound: lr > 0
     {"run": {"decoder": {"name": "unet", "base_width": "wide"}}},
     {"run": {"decoder": {"name": "cnn", "base_width": 8}}},  # a unet parameter on cnn
     {"run": {"decoder": "no-such-decoder"}},
     {"run": {"trackers": ["tensorbord"]}},
     {"run": {}, "eval": {"metrics": ["fdi"]}},
-], ids=["unknown key", "below bound", "wrong type", "other plugin's parameter",
+], ids=["unknown key", "below bound", "on an exclusive bound", "wrong type", "other plugin's parameter",
         "unknown plugin", "unknown tracker", "unknown metric"])
 def test_mistakes_fail_the_run_schema(data):
     assert list(validator("run").iter_errors(data))
@@ -94,6 +96,8 @@ def test_a_plugin_installed_later_appears_with_its_parameters(monkeypatch):
     (branch,) = [b for b in decoder["oneOf"][1:] if b["title"] == "schema-tiny"]
     assert branch["properties"]["width"] == {"type": "integer", "description": "hidden channels",
                                              "minimum": 1, "maximum": 64, "default": 4}
+    assert branch["properties"]["name"] == {"enum": ["schema-tiny"],
+                                            "description": Tiny.summary()}
 
 
 def test_cli_prints_a_schema_that_checks_study_files():
