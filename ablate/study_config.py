@@ -403,6 +403,7 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
     if not errors.failed:  # how the parts fit together, once each part is right
         errors.attempt(_check_combination, sampler, pruner, objectives, evaluation, space,
                        trials, timeout, source=source)
+        errors.attempt(_check_pruner_budget, pruner, base, space, source=source)
     constraints = None
     if space is not None:
         constraints = errors.attempt(parse_constraints, study.get("constraints", []), space,
@@ -544,6 +545,22 @@ def _algorithm(value: Any, known: Mapping[str, type[Options]], *, source: str,
     except ValueError as exc:
         raise ConfigError(str(exc), source=source, key=key) from None
     return Algorithm(name, instance)
+
+
+def _check_pruner_budget(pruner: Algorithm, base: RunConfig, space: SearchSpace, *,
+                         source: str) -> None:
+    """A pruner's resources are epochs: they must fit in what a trial trains. Checked where the
+    epochs are fixed (no steps budget, epochs not searched)."""
+    if base.steps or any(p.key == "run.epochs" for p in space.params):
+        return
+    options = pruner.options
+    for name in ("min_resource", "max_resource"):
+        value = getattr(options, name, None)
+        if isinstance(value, int) and value > base.epochs:
+            raise ConfigError(f"{name} ({value}) is above the {base.epochs} epochs a trial "
+                              f"trains: no trial would reach it", source=source,
+                              key=f"study.pruner.{name}",
+                              hint=f"use at most {base.epochs}, or leave it to auto")
 
 
 def _check_combination(sampler: Algorithm, pruner: Algorithm, objectives: tuple[Objective, ...],
