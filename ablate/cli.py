@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from ablate import sampler_defaults
 from ablate.errors import AblateError, error_lines
+from ablate.limits import MAX_SAMPLES
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
                   help="ablate: which schedule, decoder, degradation, EMA and hyperparameters "
@@ -114,7 +115,8 @@ def train(
 @app.command(rich_help_panel="Runs")
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="a checkpoint written by ablate train")],
-    n: Annotated[int, typer.Option("-n", min=1, help="number of samples")] = 64,
+    n: Annotated[int, typer.Option("-n", min=1, max=MAX_SAMPLES,
+                                   help="number of samples")] = 64,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write")] = Path(
         "grid.png"),
     sampler: Annotated[str | None, typer.Option(
@@ -127,13 +129,17 @@ def sample(
 ) -> None:
     """Draw samples from a checkpoint and save them as a grid."""
     from ablate.grids import save_grid
+    from ablate.plugin_faults import plugin_faults, run_components, run_folder_of
+    from ablate.plugin_host import default_host
     from ablate.progress_display import SamplingProgress
     from ablate.sampling import draw, load_trained
 
     with reported_errors():
         parts = load_trained(checkpoint, device=device)
         chosen, count = _sampling_plan(parts, n, sampler, steps)
-        with SamplingProgress(console, f"sampling {n} images") as progress:
+        with SamplingProgress(console, f"sampling {n} images") as progress, \
+                plugin_faults(run_components(parts.config), run_folder_of(checkpoint),
+                              default_host()):
             samples = draw(parts, n, seed, sampler=chosen, steps=count, progress=progress)
         save_grid(samples, parts.config.scaling, output)
         console.print(f"wrote {output}")
@@ -191,7 +197,8 @@ def evaluate(
     metrics: Annotated[str, typer.Option(
         help="comma-separated metric plugins (ablate list-plugins --family metric)")] = (
         "fid,kid,precision,recall,classifier_score"),
-    n: Annotated[int, typer.Option("-n", min=2, help="samples to draw and score")] = 2000,
+    n: Annotated[int, typer.Option("-n", min=2, max=MAX_SAMPLES,
+                                   help="samples to draw and score")] = 2000,
     sampler: Annotated[str | None, typer.Option(
         help=f"the degradation's sampler ({sampler_defaults.HELP})")] = None,
     steps: Annotated[int | None, typer.Option(
@@ -208,6 +215,8 @@ def evaluate(
     from ablate.atomic import write_text_atomic
     from ablate.evaluation import evaluate as score
     from ablate.evaluation import resolve_metrics
+    from ablate.plugin_faults import plugin_faults, run_components, run_folder_of
+    from ablate.plugin_host import default_host
     from ablate.progress_display import SamplingProgress
     from ablate.sampling import load_trained
 
@@ -224,8 +233,10 @@ def evaluate(
                 scoring.start()
 
             try:
-                values = score(parts, names, n, sampler=sampler, steps=steps, seed=seed,
-                               progress=progress, on_samples=drawn)
+                with plugin_faults([*run_components(parts.config), *resolve_metrics(names)],
+                                   run_folder_of(checkpoint), default_host()):
+                    values = score(parts, names, n, sampler=sampler, steps=steps, seed=seed,
+                                   progress=progress, on_samples=drawn)
             finally:
                 scoring.stop()
         console.print(f"{checkpoint}: {n} samples, seed {seed}")

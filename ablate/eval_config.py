@@ -13,10 +13,9 @@ from ablate.components import coerce, param, param_infos, suggest
 from ablate.config import RunConfig, check_keys
 from ablate.datasets import SCALINGS
 from ablate.errors import Collector, ConfigError
+from ablate.limits import MAX_SAMPLES
 from ablate.plugin_host import PluginHost, broken_hint, default_host
 from ablate.run_config import MAX_SEED
-
-MAX_SAMPLES = 50_000
 
 
 @dataclass(frozen=True)

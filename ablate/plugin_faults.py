@@ -118,3 +118,10 @@ def run_components(config: RunConfig, evaluation: EvalConfig | None = None,
 
         used += resolve_metrics(evaluation.metrics, host)
     return used
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to (``RUN/checkpoints/last.safetensors``), else the
+    checkpoint's own folder: where a plugin fault's traceback is kept."""
+    parent = checkpoint.parent
+    return parent.parent if parent.name == "checkpoints" else parent

@@ -303,3 +303,10 @@ def test_dry_run_reports_every_machine_problem_of_a_study_together(tmp_path: Pat
         in output
     assert "study.output: " in output and "is a file, so" in output
     assert "study.storage: the name 'nnnn" in output and output.count("error:") == 3
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate"])
+def test_sample_counts_beyond_the_limit_are_refused_before_loading(command: str, tmp_path: Path):
+    result = runner.invoke(app, [command, str(tmp_path / "none.safetensors"), "-n", "1000000"])
+    assert result.exit_code == 2
+    assert "50000" in result.output and "Traceback" not in result.output
