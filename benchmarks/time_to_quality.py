@@ -80,22 +80,30 @@ class Outcome:
     stopped: str  # why no more points were scored: "reached", "budget" or "run ended"
 
 
-def thresholds(floor_fid: float) -> list[tuple[str, float]]:
-    return [(f"FID <= {k:g}x floor ({k * floor_fid:.1f})", k * floor_fid) for k in FID_MULTIPLES]
+@dataclass(frozen=True)
+class Target:
+    """A quality level: FID at or below a multiple of the floor, or the classifier score at or
+    above a value."""
+
+    label: str
+    metric: str
+    value: float
+
+    def reached_by(self, point: Point) -> bool:
+        if self.metric == "fid":
+            return point.fid <= self.value
+        return point.classifier_score >= self.value
+
+    def first(self, points: Sequence[Point]) -> Point | None:
+        """The first scored point at this level, or None."""
+        return next((p for p in points if self.reached_by(p)), None)
 
 
-def first_reaching(points: Sequence[Point], label: str, value: float) -> Point | None:
-    for point in points:
-        if label.startswith("FID") and point.fid <= value:
-            return point
-        if label.startswith("classifier") and point.classifier_score >= value:
-            return point
-    return None
-
-
-def targets(floor_fid: float) -> list[tuple[str, float]]:
-    return [*thresholds(floor_fid), (f"classifier score >= {CLASSIFIER_TARGET:g}",
-                                     CLASSIFIER_TARGET)]
+def targets(floor_fid: float) -> list[Target]:
+    fid = [Target(f"FID <= {k:g}x floor ({k * floor_fid:.1f})", "fid", k * floor_fid)
+           for k in FID_MULTIPLES]
+    return [*fid, Target(f"classifier score >= {CLASSIFIER_TARGET:g}", "classifier_score",
+                         CLASSIFIER_TARGET)]
 
 
 def read_points(path: Path) -> list[Point]:
@@ -142,7 +150,7 @@ def run_recipe(run_file: Path, out: Path, *, every: int, samples: int, budget: f
     points, clock = read_points(log), Clock.read(clock_file)
     goals = targets(floor_fid)
     while True:
-        if all(first_reaching(points, label, value) for label, value in goals):
+        if all(goal.first(points) for goal in goals):
             return Outcome(run_file.stem, points, "reached")
         done = saved_step(checkpoint)
         if done == (points[-1].step if points else 0):  # scored: train the next segment
@@ -187,12 +195,12 @@ def train_segment(config: RunConfig, run_dir: Path, target: int, total_steps: in
 def table(outcomes: Sequence[Outcome], floor_fid: float) -> str:
     """One markdown row per recipe: images / CPU-s / wall-s to each target, or why not."""
     goals = targets(floor_fid)
-    lines = ["| recipe | " + " | ".join(label for label, _ in goals) + " | best FID |",
+    lines = ["| recipe | " + " | ".join(goal.label for goal in goals) + " | best FID |",
              "|---" * (len(goals) + 2) + "|"]
     for outcome in outcomes:
         cells = []
-        for label, value in goals:
-            point = first_reaching(outcome.points, label, value)
+        for goal in goals:
+            point = goal.first(outcome.points)
             if point is not None:
                 cells.append(f"{point.images:,} images, {point.train_cpu_s:.0f} CPU-s, "
                              f"{point.train_wall_s:.0f} s")

@@ -70,3 +70,15 @@ def test_a_spent_budget_stops_the_recipe_and_says_so(benchmark, tmp_path, capsys
     out = capsys.readouterr().out
     assert "not reached within budget" in out
     assert not (tmp_path / "out" / "tiny" / "time_to_quality.jsonl").exists()
+
+
+def test_each_target_is_reached_at_the_first_point_that_meets_it(benchmark):
+    point = benchmark.Point
+    points = [point(16_000, 250, 60.0, 70.0, 5.0, 80.0, 6.0),
+              point(32_000, 500, 120.0, 140.0, 10.0, 24.0, 8.5),
+              point(48_000, 750, 180.0, 210.0, 15.0, 25.0, 9.2)]
+    outcome = benchmark.Outcome("fast", points, "budget")
+    row = benchmark.table([outcome], floor_fid=13.0).splitlines()[-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["fast", "32,000 images, 120 CPU-s, 140 s", "32,000 images, 120 CPU-s, 140 s",
+                     "not reached within budget", "48,000 images, 180 CPU-s, 210 s", "24.0"]
