@@ -221,8 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=1000, help="samples per scoring")
     parser.add_argument("--budget", type=float, default=3600.0,
                         help="wall seconds per recipe, training and scoring together")
-    parser.add_argument("--sampler", default="ddim",
-                        help="sampler when the run file has no [eval] table")
+    parser.add_argument("--sampler", default=None,
+                        help="sampler when the run file has no [eval] table (default: the "
+                             "degradation's own; for gaussian, ancestral on --steps respaced "
+                             "steps, the better cheap evaluator of eps-models)")
     parser.add_argument("--steps", type=int, default=50,
                         help="sampling steps when the run file has no [eval] table")
     parser.add_argument("--floor-draws", type=int, default=10)
