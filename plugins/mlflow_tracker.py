@@ -6,16 +6,19 @@ Uses MLflow's client API (``MlflowClient``), which needs only ``mlflow-skinny``.
 trials are runs of one experiment named after the study); nothing leaves the machine. Browse it
 with ``mlflow ui --backend-store-uri sqlite:///PATH/mlflow.db`` (that needs the full ``mlflow``).
 MLflow's own file store (``./mlruns``) is not the default: MLflow 3 refuses it unless told to.
+A resumed run logs on to the MLflow run it started (see ``MARKER``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import ablate
+from ablate.atomic import write_text_atomic
 from ablate.components import param
 from ablate.run_info import RunInfo
 from ablate.tracking import Tracker, TrackingContext, flat_config
@@ -24,6 +27,9 @@ STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "interrupted": "KILLED
           "failed": "FAILED"}
 """ablate's run endings as MLflow run statuses (a pruned trial finished what it was asked)."""
 BATCH = 100  # MLflow takes at most 100 parameters per log_batch call
+MARKER = "mlflow_run.json"
+"""Written into the run folder: a resumed run (``--resume``, a retried trial) goes on logging to
+the same MLflow run instead of starting another."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class MLflow(Tracker):
         found = client.get_experiment_by_name(name)
         experiment_id = found.experiment_id if found else client.create_experiment(
             name, artifact_location=artifacts)
+        resumed = _resumed_run(client, run.output_dir / MARKER, uri)
+        if resumed is not None:
+            return _Session(client, resumed)
         tags = {"ablate.output_dir": str(run.output_dir), "ablate.device": run.device,
                 "ablate.parameter_count": str(run.parameter_count), **context.tags}
         mlflow_run = client.create_run(experiment_id, run_name=_run_name(run, context),
@@ -60,7 +69,26 @@ class MLflow(Tracker):
         params = [Param(k, str(v)) for k, v in flat_config(run.config.to_dict()).items()]
         for i in range(0, len(params), BATCH):
             client.log_batch(run_id, params=params[i:i + BATCH])
+        write_text_atomic(run.output_dir / MARKER,
+                          json.dumps({"tracking_uri": uri, "run_id": run_id}) + "\n")
         return _Session(client, run_id)
+
+
+def _resumed_run(client, marker: Path, uri: str) -> str | None:
+    """The MLflow run a resumed training run logged to before, set running again."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        known = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(known, dict) or known.get("tracking_uri") != uri:
+        return None
+    try:
+        client.update_run(known["run_id"], status="RUNNING")
+    except (MlflowException, KeyError):
+        return None
+    return known["run_id"]
 
 
 def _run_name(run: RunInfo, context: TrackingContext) -> str:

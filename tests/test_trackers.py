@@ -173,3 +173,14 @@ def test_the_documented_tracker_example_logs_a_run(tmp_path, monkeypatch):
     assert [e["step"] for e in logged if "loss" in e] == [2, 4]
     assert [e["step"] for e in logged if "epoch/loss" in e] == [4]
     assert any("grid" in e for e in logged)
+
+
+def test_a_resumed_run_logs_on_to_the_same_mlflow_run(tracked_run, tmp_path):
+    config = load_run_file(Path(tracked_run).parent / "tiny.toml")
+    trackers = [t for t in config.trackers if t.name == "mlflow"]
+    host = load_host()
+    with tracking(host, trackers, TrackingContext("tiny", tracked_run)):
+        Trainer(config.run, tracked_run, host=host).run(resume=True)
+    client = mlflow_store(tracked_run)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
