@@ -49,6 +49,8 @@ MAX_LEVELS = 5
 RANKED_BINS = 3
 RANK_AGREEMENT = 0.5
 """Spearman's rho below this between loss and a quality metric flags the loss as misleading."""
+SUPPORT = 3
+"""Trials a budget needs to back a headline finding, when some budget has that many."""
 ANALYSED_STATES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned"}
 
 
@@ -440,7 +442,7 @@ def factor(data: StudyData, param: SearchParam,
             continue
         position = float(np.median([float(data.trials[i].params[name]) for i in members])) \
             if numeric else None
-        label = _label(low) if low == high else f"{low:.3g} to {high:.3g}"
+        label = _label(low) if low == high else f"{_bound(low)} to {_bound(high)}"
         levels.append(Level(label, members, position, low, high))
     if len(levels) < 2:
         return None
@@ -575,12 +577,16 @@ def rank_checks(data: StudyData, notes: list[str]) -> list[RankCheck]:
 
 
 def finding(param: SearchParam, budgets: Sequence[Budget], objective: str) -> Finding:
-    """A factor's effect on the objective at the largest budget where it took two values."""
-    for budget in reversed(budgets):
+    """A factor's effect on the objective at the largest budget that supports it: where it
+    took two values among at least SUPPORT trials (two trials that differ in several factors
+    would credit each of them with the same difference), or else among any."""
+    varied = [b for b in budgets if b.factor(param.name) is not None
+              and any(e.factor == param.name and e.metric == objective for e in b.effects)]
+    backed = [b for b in varied
+              if sum(len(level.members) for level in b.factor(param.name).levels) >= SUPPORT]
+    for budget in reversed(backed or varied):
         f = budget.factor(param.name)
         effects = [e for e in budget.effects if e.factor == param.name and e.metric == objective]
-        if f is None or not effects:
-            continue
         strongest = max(effects, key=lambda e: abs(e.effect.estimate))
         trials = sum(len(level.members) for level in f.levels)
         where = f"at epoch {budget.epoch} ({_trials(trials)})"
@@ -671,6 +677,10 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (0, value)
     return (1, str(value))
+
+
+def _bound(value: float) -> str:
+    return f"{value:.0f}" if 1000 <= abs(value) < 1e6 else f"{value:.3g}"
 
 
 def _label(value: Any) -> str:

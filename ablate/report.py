@@ -160,8 +160,16 @@ def loss_check_table(analysis: Analysis) -> Table:
 
 
 def callouts(analysis: Analysis) -> list[str]:
-    return [f"At epoch {c.epoch} ({c.trials} trials) the training loss misleads on {c.metric}: "
-            f"{c.reason}." for c in analysis.rank_checks if c.flagged]
+    """One line per budget where the training loss ranks configurations unlike a quality
+    metric."""
+    out = []
+    for b in analysis.budgets:
+        flagged = [c for c in b.rank_checks if c.flagged]
+        if flagged:
+            out.append(f"At epoch {b.epoch} ({len(b.data.trials)} trials) the training loss "
+                       f"misleads on " + "; on ".join(f"{c.metric}: {c.reason}" for c in flagged)
+                       + ".")
+    return out
 
 
 def draw_figures(report: Report, folder: Path) -> None:
