@@ -528,9 +528,13 @@ def _numeric_type(info: ParamInfo) -> type | None:
 def _operand(text: str, candidates: Mapping[str, list[str]], host: PluginHost, *,
              source: str | None, key: str) -> Operand:
     try:
-        return Operand(number=float(text))
+        number = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):  # every comparison with NaN fails: no trial would run
+            raise ConfigError(f"{text} is not a finite number", source=source, key=key)
+        return Operand(number=number)
     _, _, _, infos = _target(text, candidates, host, source=source, key=key)
     for plugin, info in infos:
         if _numeric_type(info) is None:

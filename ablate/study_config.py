@@ -67,11 +67,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_STUDY_SEED = 2**31 - 1
 MAX_TRIALS = 1_000_000
 MAX_REPLICATES = 1_000
+MAX_HEARTBEAT = 86_400
 MAX_NAME_LENGTH = 100
 LIMIT_REASONS = {
     "seed": "Optuna's samplers take numpy's 32-bit seeds, and trial n adds n to this one",
     "trials": "a study of more trials than this would outlive its storage",
     "replicates": "each replicate trains the configuration once more",
+    "heartbeat_interval": "a day: a longer silence could not tell a dead worker from a live one",
+    "heartbeat_grace": "a day: a longer silence could not tell a dead worker from a live one",
 }
 
 
@@ -458,9 +461,9 @@ def _default_storage(folder: Path, workers: int) -> str:
 def _heartbeat(study: Mapping[str, Any], *, source: str) -> Heartbeat:
     """Seconds between a running trial's heartbeats and of silence before it counts as dead."""
     interval = _integer(study.get("heartbeat_interval", Heartbeat.interval), source=source,
-                        key="study.heartbeat_interval", minimum=1)
+                        key="study.heartbeat_interval", minimum=1, maximum=MAX_HEARTBEAT)
     grace = _integer(study.get("heartbeat_grace", Heartbeat.grace), source=source,
-                     key="study.heartbeat_grace", minimum=1)
+                     key="study.heartbeat_grace", minimum=1, maximum=MAX_HEARTBEAT)
     if grace <= interval:
         raise ConfigError(f"a grace of {grace} s would declare a worker dead between two of its "
                           f"heartbeats ({interval} s apart)", source=source,
