@@ -69,6 +69,10 @@ def write_report(spec: StudySpec, folder: Path | None = None, *,
                      loss_check_table(analysis)]
     report.callouts = callouts(analysis)
     draw_figures(report, report.folder / "figures")
+    drawn = {p.name for d in report.figures for p in (d.png, d.svg)}
+    for stale in (report.folder / "figures").glob("*"):  # an earlier report's, now wrong
+        if stale.suffix in (".png", ".svg") and stale.name not in drawn:
+            stale.unlink()
     for table in report.tables:
         write_text_atomic(report.folder / f"{table.name}.csv", to_csv(table))
     write_text_atomic(report.folder / "report.md", render(report, "report.md.j2"))

@@ -101,6 +101,11 @@ def pruned(request, studies, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return run_and_report(studies, request.param, tmp_path_factory.mktemp(request.param))
 
 
+@pytest.fixture
+def beta_range(studies, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return run_and_report(studies, "beta_range", tmp_path_factory.mktemp("beta_range"))
+
+
 def table(folder: Path, name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO((folder / f"{name}.csv").read_text())))
 
@@ -193,10 +198,8 @@ def table_title(folder: Path, name: str) -> str:
     return match.group(1)
 
 
-def test_completed_trials_only_is_an_option(pruned):
-    path, folder = pruned
-    if path.stem != "beta_range":
-        pytest.skip("one is enough")
+def test_completed_trials_only_is_an_option(beta_range):
+    path, folder = beta_range
     result = runner.invoke(app, ["report", str(path), "--completed-only", "-o",
                                  str(folder.parent / "completed")])
     assert result.exit_code == 0, result.output
@@ -205,10 +208,8 @@ def test_completed_trials_only_is_an_option(pruned):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium: apt-get install chromium")
-def test_the_page_renders_at_1400_pixels_in_chromium(pruned, tmp_path: Path):
-    path, folder = pruned
-    if path.stem != "beta_range":
-        pytest.skip("one rendering is enough")
+def test_the_page_renders_at_1400_pixels_in_chromium(beta_range, tmp_path: Path):
+    _, folder = beta_range
     SCREENSHOT.parent.mkdir(exist_ok=True)
     dom = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
