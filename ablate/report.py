@@ -256,7 +256,17 @@ def _number(value: Any) -> str:
 
 
 def _interval(interval: Interval) -> str:
-    text = f"{_number(interval.estimate)} [{_number(interval.low)}, {_number(interval.high)}]"
+    """Estimate and bounds to the same decimals: three significant digits of the largest."""
+    values = (interval.estimate, interval.low, interval.high)
+    largest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    if 1e-3 <= largest < 1e6:
+        decimals = max(0, 2 - math.floor(math.log10(largest)))
+        low, estimate, high = (f"{v:.{decimals}f}" if math.isfinite(v) else str(v)
+                               for v in (interval.low, interval.estimate, interval.high))
+    else:
+        low, estimate, high = (f"{v:.3g}" for v in (interval.low, interval.estimate,
+                                                     interval.high))
+    text = f"{estimate} [{low}, {high}]"
     return text if interval.informative else f"{text} (uninformative)"
 
 
