@@ -74,8 +74,10 @@ def check_output_path(path: Path, *, source: str | None, key: str) -> None:
         if not missing:  # the rest is to be created below the deepest existing folder
             existing = existing / part
     if not existing.is_dir():
-        raise ConfigError(f"{existing} is a file, so {path} cannot be a folder", source=source,
-                          key=key, hint="choose another output folder")
+        what = "is a file, not a folder" if existing == absolute else \
+            f"is a file, so {path} cannot be a folder"
+        raise ConfigError(f"{existing} {what}", source=source, key=key,
+                          hint="choose another output folder")
     path_max = _limit(existing, "PC_PATH_MAX", 4096)
     if len(os.fsencode(str(absolute))) + RESERVED > path_max:
         raise ConfigError(f"the path is {len(os.fsencode(str(absolute)))} bytes long",
