@@ -615,31 +615,40 @@ def _baselines(value: Any, spec: StudySpec) -> tuple[Baseline, ...]:
                           hint='e.g. baselines = [{name = "coursework"}] (missing keys keep '
                                'the [run] value)')
     resolved = spec.base.to_dict()
-    baselines = []
+    baselines: list[Baseline] = []
+    errors = Collector()  # every baseline's mistakes at once
     for i, entry in enumerate(value):
-        key = f"study.baselines[{i}]"
-        values = _dotted(entry)
-        label = values.pop("name", f"baseline {i}")
-        if not isinstance(label, str):
-            raise ConfigError("name must be a string", source=source, key=f"{key}.name")
-        point = spec.space.baseline_point(values, resolved, source=source, key=key)
-        config, _ = spec.resolve(point, spec.trial_seed(i), key=f"{key} -> run")
-        broken = spec.violated(config)
-        if broken is not None:
-            raise ConfigError(f"the baseline breaks the constraint {broken.text!r}",
-                              source=source, key=key)
-        for j, other in enumerate(baselines):  # baselines are a set: each point once
-            if other.label == label:
-                raise ConfigError(f"the name {label!r} is already baseline {j}'s",
-                                  source=source, key=f"{key}.name",
-                                  hint="give every baseline its own name")
-            if other.point.keys() == point.keys() and all(
-                    _same(other.point[k], point[k]) for k in point):
-                raise ConfigError(f"the same point as baseline {j} ({other.label!r})",
-                                  source=source, key=key,
-                                  hint="list each point once; replicates = N trains seeds")
-        baselines.append(Baseline(label, point))
+        baseline = errors.attempt(_baseline, i, entry, spec, resolved, baselines)
+        if baseline is not None:
+            baselines.append(baseline)
+    errors.raise_errors()
     return tuple(baselines)
+
+
+def _baseline(i: int, entry: Mapping[str, Any], spec: StudySpec, resolved: Mapping[str, Any],
+              earlier: list[Baseline]) -> Baseline:
+    source, key = spec.source, f"study.baselines[{i}]"
+    values = _dotted(entry)
+    label = values.pop("name", f"baseline {i}")
+    if not isinstance(label, str):
+        raise ConfigError("name must be a string", source=source, key=f"{key}.name")
+    point = spec.space.baseline_point(values, resolved, source=source, key=key)
+    config, _ = spec.resolve(point, spec.trial_seed(i), key=f"{key} -> run")
+    broken = spec.violated(config)
+    if broken is not None:
+        raise ConfigError(f"the baseline breaks the constraint {broken.text!r}",
+                          source=source, key=key)
+    for j, other in enumerate(earlier):  # baselines are a set: each point once
+        if other.label == label:
+            raise ConfigError(f"the name {label!r} is already baseline {j}'s",
+                              source=source, key=f"{key}.name",
+                              hint="give every baseline its own name")
+        if other.point.keys() == point.keys() and all(
+                _same(other.point[k], point[k]) for k in point):
+            raise ConfigError(f"the same point as baseline {j} ({other.label!r})",
+                              source=source, key=key,
+                              hint="list each point once; replicates = N trains seeds")
+    return Baseline(label, point)
 
 
 def _same(a: Any, b: Any) -> bool:

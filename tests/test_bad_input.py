@@ -310,3 +310,14 @@ def test_sample_counts_beyond_the_limit_are_refused_before_loading(command: str,
     result = runner.invoke(app, [command, str(tmp_path / "none.safetensors"), "-n", "1000000"])
     assert result.exit_code == 2
     assert "50000" in result.output and "Traceback" not in result.output
+
+
+def test_every_wrong_baseline_is_reported_at_once(tmp_path: Path):
+    study = {**VALID, "study": {**VALID["study"], "baselines": [
+        {"name": "far", "run.lr": 5.0}, {"name": "typo", "run.lrr": 1e-3}, {"name": "ok"}]}}
+    path = tmp_path / "study.toml"
+    path.write_text(toml_document(study), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_study_file(path)
+    assert [e.key for e in caught.value.errors] == ["study.baselines[0].run.lr",
+                                                    "study.baselines[1].run.lrr"]
