@@ -318,3 +318,18 @@ def test_a_study_that_never_ran_has_no_report(tmp_path: Path):
     result = runner.invoke(app, ["report", str(path)])
     assert result.exit_code == 2
     assert "has not run yet" in result.output
+
+
+def test_without_sample_grids_the_report_says_so(beta_range):
+    """Last in the module: it deletes the shared study's grids."""
+    path, folder = beta_range
+    grids = list((path.parent / "out").rglob("samples/*.png"))
+    assert grids, "the study saved no grid to delete"
+    for grid in grids:
+        grid.unlink()
+    result = runner.invoke(app, ["report", str(path), "-o", str(folder.parent / "no_grids")])
+    assert result.exit_code == 0, result.output
+    page = (folder.parent / "no_grids" / "index.html").read_text()
+    tested = [r for r in table(folder, "headline") if r["verdict"] != "not tested"]
+    assert page.count("No sample grids: no sample grid was saved at epoch") == len(tested)
+    assert not list((folder.parent / "no_grids" / "figures").glob("grids_*"))
