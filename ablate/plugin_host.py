@@ -234,12 +234,13 @@ def _mark_broken(host: PluginHost, name: str, provenance: Provenance, reason: st
 _default: PluginHost | None = None
 
 
-def default_host() -> PluginHost:
+def default_host(*, report_broken: bool = True) -> PluginHost:
     """The process-wide host, loaded on first use; each broken plugin is reported once, on
-    stderr, by whichever command loads it first."""
+    stderr, by whichever command loads it first (``report_broken=False``: a command that
+    shows them itself, such as ``ablate list-plugins``)."""
     global _default
     if _default is None:
         _default = load_host()
-        for broken in _default.broken:
+        for broken in _default.broken if report_broken else ():
             sys.stderr.write(f"warning: {broken.line()}\n")
     return _default

@@ -234,3 +234,10 @@ def test_an_exception_in_plugin_code_is_one_line_naming_plugin_and_component(
     kept = tmp_path / "out" / "error.txt"
     assert f"the traceback is in {kept}" in error
     assert "Traceback" not in result.output and "Traceback" in kept.read_text(encoding="utf-8")
+
+
+def test_list_plugins_shows_each_broken_plugin_once(broken_plugins, monkeypatch):
+    monkeypatch.setattr(cli, "console", Console(width=250))
+    result = runner.invoke(app, ["list-plugins", "--family", "schedule"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("boom while registering") == 1
