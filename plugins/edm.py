@@ -105,7 +105,9 @@ class Edm(Degradation):
     loss: Variant = param(
         "edm", "training sigma and lambda(sigma) of Table 1: edm (ln sigma ~ N(P_mean, "
         "P_std^2)), vp (t ~ U(1e-5, 1)) or ve (ln sigma uniform on [0.02, 100])")
-    sigma_data: float = param(0.5, "sigma_data: the data's standard deviation", gt=0)
+    sigma_data: float = param(
+        0.5, "sigma_data, the data's standard deviation (0.5: the paper's, for images in [-1, 1])",
+        gt=0)
     p_mean: float = param(-1.2, "P_mean of the edm training distribution of ln sigma")
     p_std: float = param(1.2, "P_std of the edm training distribution of ln sigma", gt=0)
     discretisation: Variant = param(

@@ -1,10 +1,12 @@
 """The ``flow_matching`` degradation: the linear path of rectified flow with a velocity target.
 
-Path (Liu et al. 2022, eq. 1; Lipman et al. 2023, the optimal-transport path with
-sigma_min = 0): x_t = (1 - t) x_0 + t eps, eps ~ N(0, I), t = 0 the data and t = 1 the noise.
-Target: its velocity v = dx_t / dt = eps - x_0; the loss is E_t ||v_theta(x_t, t) - v||^2
-(Lipman et al. eq. 23). Training t is uniform or logit-normal, t = sigmoid(m + s n), n ~ N(0, 1)
-(Esser et al. 2024, Sec. 3.1, eq. 19). Sampling integrates the ODE dx / dt = v_theta(x, t) from
+Path: x_t = (1 - t) x_0 + t eps, eps ~ N(0, I), t = 0 the data and t = 1 the noise, in the
+time direction of Esser et al. (2024, Sec. 2): the straight path of rectified flow (Liu et al.
+2022) and the optimal-transport path of flow matching with sigma_min = 0 (Lipman et al. 2023),
+both written there with t running from the noise to the data. Target: the path's velocity
+v = dx_t / dt = eps - x_0; the loss is E_t ||v_theta(x_t, t) - v||^2, the conditional flow
+matching loss. Training t is uniform or logit-normal, t = sigmoid(m + s n), n ~ N(0, 1)
+(Esser et al. 2024, Sec. 3.1). Sampling integrates the ODE dx / dt = v_theta(x, t) from
 t = 1 down to t = 0 on N equal steps with Euler, the explicit midpoint rule or Heun's method
 (N, 2N and 2N network evaluations).
 
@@ -99,7 +101,7 @@ class FlowMatchingProcess(DegradationProcess):
         if s.timestep_sampling == "uniform":
             return torch.rand(batch, device=self.device, generator=generator)
         n = torch.randn(batch, device=self.device, generator=generator)
-        return torch.sigmoid(s.logit_mean + s.logit_std * n)  # Esser et al. eq. (19)
+        return torch.sigmoid(s.logit_mean + s.logit_std * n)  # logit-normal (Esser et al. Sec. 3.1)
 
     def loss(self, model: nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         t = self.training_times(x0.shape[0], generator)

@@ -220,7 +220,7 @@ class GaussianProcess(DegradationProcess):
             return torch.randint(1, self.T + 1, (batch,), device=device, generator=generator)
         n = torch.randn(batch, device=device, generator=generator)
         if kind == "logit_normal":
-            # t / T = sigmoid(m + s n) (Esser et al. 2024, eq. 19), rounded up onto 1..T
+            # t / T = sigmoid(m + s n) (Esser et al. 2024, Sec. 3.1), rounded up onto 1..T
             u = torch.sigmoid(self.settings.logit_mean + self.settings.logit_std * n)
             return (u * self.T).ceil().long().clamp(1, self.T)
         # ln sigma ~ N(P_mean, P_std^2) (Karras et al. 2022, Table 1), the step at or above it
