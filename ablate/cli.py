@@ -14,6 +14,9 @@ from rich.markup import escape
 from ablate import sampler_defaults
 from ablate.errors import AblateError, error_lines
 from ablate.limits import MAX_SAMPLES
+from ablate.threads import apply_thread_policy, prepare_environment
+
+prepare_environment()  # before anything loads torch's OpenMP runtime (see ablate.threads)
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
                   help="ablate: which schedule, decoder, degradation, EMA and hyperparameters "
@@ -60,10 +63,17 @@ def reported_errors():
                      f"(check the folder's permissions and free space, or choose another "
                      f"--output)", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM, or one that came too late to save
+        from ablate import signals
+
+        errors.print("[bold red]stopped at once:[/] what was saved is kept (--resume, or "
+                     "ablate run again, continues from the last checkpoint)", highlight=False)
+        raise typer.Exit(signals.exit_code(signals.last())) from None
 
 
 @app.command(rich_help_panel="Runs")
 def train(
+
     run_file: Annotated[Path, typer.Argument(help="TOML file with a \\[run] table")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="output folder (default runs/<file name>)")] = None,
@@ -92,6 +102,7 @@ def train(
             errors.print(f"[yellow]warning:[/] {run_file}: run.schedule: {warning}")
         output_dir = output or Path("runs") / run_file.stem
         check_run(config, output_dir, source=str(run_file))  # device, data, output folder
+        apply_thread_policy()
         trainer = Trainer(config, output_dir, reporter=RichReporter(console),
                           evaluation=spec.evaluation)
         trackers = with_flags(spec.trackers, tracker or [], trainer.host)
@@ -441,6 +452,7 @@ def run_study_file(
                 errors.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
             study, storage_ = load_existing(spec)
         else:
+            apply_thread_policy()
             study = run_study(spec, StudyDisplay(console), worker=worker_index)
             _, storage_ = load_existing(spec)
         render_table(spec, trial_rows(spec, study, storage_), console)
@@ -475,6 +487,7 @@ def worker(
     with reported_errors():
         spec = _study_with(study_file, overrides, tracker, storage=storage, trials=n_trials,
                            timeout=timeout)
+        apply_thread_policy()
         run_study(spec, StudyDisplay(console), worker=worker_index)
         console.print(f"worker {worker_index}: the budget of study {spec.name} is spent")
 
@@ -529,20 +542,35 @@ def show_study(
 def dashboard(
     study_file: Annotated[Path, typer.Argument(help="the study file given to ablate run")],
     host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine "
-                                           "only)")] = "127.0.0.1",
+                                           "only; any other needs --allow-remote)")
+                    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8080,
     storage: Annotated[str | None, typer.Option(
         envvar=STORAGE_ENV, show_envvar=True,
         help="database URL of the study (overrides \\[study] storage)")] = None,
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="let --host listen beyond this machine (the dashboard has no "
+                               "authentication)")] = False,
+    read_only: Annotated[bool | None, typer.Option(
+        "--read-only/--read-write", help="refuse requests that change the study (default: "
+                                         "read-only unless on 127.0.0.1)")] = None,
 ) -> None:
     """Serve optuna-dashboard on a study: trials, plots and artifacts (grids, curves)."""
-    from ablate.dashboard import serve
+    from ablate.dashboard import check_host, serve
     from ablate.study_config import load_study_file
 
     with reported_errors():
+        loopback = check_host(host, allow_remote=allow_remote)
+        frozen = not loopback if read_only is None else read_only
+        if not loopback:
+            errors.print(f"[yellow]warning:[/] --host {escape(host or '0.0.0.0')} listens beyond "
+                         f"this machine: whoever reaches port {port} sees the study"
+                         + (" (read-only)" if frozen else " and can delete it (--read-write)"),
+                         highlight=False, soft_wrap=True)
         spec = load_study_file(study_file, storage=storage)
         serve(spec, host, port, lambda url: console.print(
-            f"optuna-dashboard for study {spec.name}: {url} (Ctrl-C stops it)", soft_wrap=True))
+            f"optuna-dashboard for study {spec.name}{' (read-only)' if frozen else ''}: {url} "
+            f"(Ctrl-C stops it)", soft_wrap=True), allow_remote=allow_remote, read_only=frozen)
 
 
 @app.command("report", rich_help_panel="Studies")

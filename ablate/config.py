@@ -30,7 +30,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"values nested too deeply to read (more than {MAX_DEPTH} levels)",
                           source=str(path), hint="no setting nests that deep") from None
-    _check_shape(data, source=str(path))
+    check_shape(data, source=str(path))
     return data
 
 
@@ -42,7 +42,7 @@ MAX_ITEMS = 10_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def _check_shape(data: Mapping[str, Any], *, source: str) -> None:
+def check_shape(data: Mapping[str, Any], *, source: str) -> None:
     """Refuse what no setting needs and what would break the checks after it: nesting deeper
     than MAX_DEPTH, strings longer than MAX_STRING, lists or tables of more than MAX_ITEMS, and
     control characters in keys or strings (they hide in terminals and break file names)."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablate.config import RunConfig, check_keys, parse_run, read_toml
+from ablate.config import RunConfig, check_keys, check_shape, parse_run, read_toml
 from ablate.errors import Collector, ConfigError
 from ablate.eval_config import EvalConfig, parse_eval
 from ablate.overrides import apply_overrides
@@ -26,6 +26,8 @@ def load_run_file(path: Path, host: PluginHost | None = None,
     """Read and validate a run file; every error names the file and the key. ``overrides``
     (``run.lr=1e-3``, see ablate.overrides) are merged in first and checked like file values."""
     data = apply_overrides(read_toml(path), overrides)
+    if overrides:
+        check_shape(data, source=str(path))  # the command line's values, held to the same limits
     check_keys(data, ["run", "eval"], source=str(path), key=None)
     if "run" not in data:
         raise ConfigError("no [run] table", source=str(path),

@@ -60,6 +60,24 @@ def scheme(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
+def in_memory(url: str) -> bool:
+    """Whether an SQLite URL names an in-memory database (kept by no file, shared by nobody)."""
+    if scheme(url) != "sqlite":
+        return False
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    path, _, query = rest.lstrip("/").partition("?")
+    return path in ("", ":memory:") or "mode=memory" in query
+
+
+def refuse_in_memory(url: str) -> None:
+    """A StorageError for an in-memory database: it keeps nothing once ablate exits, and no
+    other worker (nor ablate show, report or dashboard) could ever see it."""
+    if in_memory(url):
+        raise StorageError(f"--storage {url}: an in-memory database keeps nothing once ablate "
+                           f"exits and cannot be shared with workers; use a file, e.g. "
+                           f"sqlite:///studies-out/NAME/study.db")
+
+
 def file_path(url: str) -> Path | None:
     """The file of an SQLite or journal URL (None for a server database or in-memory SQLite)."""
     if scheme(url) not in FILE_SCHEMES or "///" not in url:
@@ -106,7 +124,9 @@ def redact(text: str, url: str) -> str:
 
 def open_storage(url: str, *, heartbeat: Heartbeat | None = None,
                  on_stale: StaleCallback | None = None) -> BaseStorage:
-    """The study storage (file storages get their folder); with heartbeats when trials run."""
+    """The study storage (file storages get their folder); with heartbeats when trials run.
+    SQLite's first open creates its tables: a file lock keeps concurrent first starts apart."""
+    refuse_in_memory(url)
     path = file_path(url)
     if path is not None:
         try:
@@ -125,7 +145,7 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None,
                       "heartbeat_stale_trial_callback": on_stale}
         engine = {"connect_args": {"timeout": 60}} if scheme(url) == "sqlite" else \
             {"pool_pre_ping": True}
-        with _quiet():
+        with _quiet(), _creation_lock(path):
             return RDBStorage(url, engine_kwargs=engine, **kwargs)
     except Exception as exc:  # drivers report bad URLs and unreachable servers many ways
         reason = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else
@@ -237,8 +257,56 @@ class ClaimLock:
 
 
 def worker_identity(index: int) -> dict[str, Any]:
-    """Which process ran a trial: host, process id and worker index (its sampler offset)."""
-    return {"host": os.uname().nodename, "pid": os.getpid(), "index": index}
+    """Which process ran a trial: host, process id, when it started (so a reused pid is told
+    apart) and worker index (its sampler offset)."""
+    pid = os.getpid()
+    return {"host": os.uname().nodename, "pid": pid, "started": process_start(pid),
+            "index": index}
+
+
+def process_start(pid: int) -> str | None:
+    """When a process started, in clock ticks since boot (Linux; None elsewhere or if gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_alive(owner: dict[str, Any]) -> bool:
+    """Whether the process of a ``worker_identity`` on this machine still runs (a zombie, or
+    another process that got the same pid, does not)."""
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unknown: leave it to the heartbeats
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return True  # no /proc: the pid answers, so take it as alive
+    if fields[0] in ("Z", "X"):
+        return False
+    started = owner.get("started")
+    return started is None or started == fields[19]
+
+
+@contextmanager
+def _creation_lock(path: Path | None) -> Iterator[None]:
+    """A kernel file lock beside a database file while its schema is created or checked."""
+    if path is None:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -8,28 +8,35 @@ Outcomes (the ``outcome`` user attribute of every trial):
 - ``failed``: the run finished without a finite objective (NaN samples, say); FAIL with it;
 - ``rejected`` (a constraint fails) and ``invalid`` (the point fails the components' own checks):
   FAIL before any training, reason recorded;
-- ``interrupted``: Ctrl-C. FAIL with the reason; the same point is enqueued again with the same
-  seed and run folder, so the next ``ablate run`` resumes it from its last checkpoint instead of
-  starting over. A trial whose worker died (no heartbeat for ``heartbeat_grace`` seconds) is
-  failed by another worker and queued again the same way; its retry records why
+- ``interrupted``: Ctrl-C or SIGTERM. FAIL with the reason; the same point is enqueued again
+  with the same seed and run folder, so the next ``ablate run`` resumes it from its last
+  checkpoint instead of starting over. A trial whose worker died is failed by another worker and
+  queued again the same way: at once when the worker ran on this machine (its process is gone),
+  else after ``heartbeat_grace`` seconds without a heartbeat; its retry records why
   (``retry_reason``).
+- ``environment``: the machine failed the trial (a full disk, a read-only or failing file
+  system, a full database): FAIL, not counted, queued again; the study stops and says what
+  happened, since every trial would hit it.
 
-Budget: ``trials`` counts trials that trained (completed, pruned, diverged, failed) over every
-invocation and every worker; ``timeout`` counts the wall time of every finished trial. A trial
-that starts within the budget finishes; workers start one only while completed plus running
-trials stay within ``trials`` (see ablate.workers).
+Budget (see ablate.study_budget): ``trials`` counts trials that trained, over every invocation
+and every worker; ``timeout`` their training time. A trial that starts within the budget
+finishes; workers start one only while completed plus running trials stay within ``trials``
+(see ablate.claims).
+
+The study folder is a trust boundary: its trial folders may hold no symbolic link, and only
+files of a trial's own folder go to the artifact store, whatever its records say.
 """
 
 from __future__ import annotations
 
-import itertools
+import errno
 import math
+import re
 import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -39,21 +46,38 @@ from optuna.trial import FrozenTrial, TrialState
 
 import ablate
 from ablate import __version__, metrics_log
-from ablate.atomic import write_text_atomic
+from ablate.atomic import remove_leftovers, write_text_atomic
+from ablate.claims import SAMPLER_SEED_STRIDE, run_trials
 from ablate.config import DEFAULT_COMPONENTS, RunConfig
 from ablate.errors import AblateError, ConfigError
 from ablate.plugin_host import PluginHost
 from ablate.replicates import training_run
 from ablate.run_info import RunInfo
-from ablate.safe_paths import inside
-from ablate.storage import file_path, masked, open_storage, worker_identity
+from ablate.safe_paths import inside, refuse_symlinks, within
+from ablate.storage import (
+    file_path,
+    masked,
+    open_storage,
+    refuse_in_memory,
+    worker_identity,
+)
 from ablate.study_artifacts import TrialArtifacts, artifact_store
+from ablate.study_budget import (
+    ALIVE_ATTR,
+    COUNTED,
+    POINT_ATTR,
+    Budget,
+    counts,
+    done,
+    duration,
+    remaining,
+)
 from ablate.study_config import StudySpec
 from ablate.tracking import TrackingContext, tracking
 from ablate.training import DivergedError, EarlyStop, Interrupted, Reporter
-from ablate.workers import SAMPLER_SEED_STRIDE, run_trials
 
-COUNTED = ("completed", "pruned", "diverged", "failed")
+__all__ = ["COUNTED", "Budget", "counts", "duration", "remaining", "load_existing",
+           "run_study"]
 MAX_CONSECUTIVE_REJECTIONS = 100
 ERROR_LOG = "error.txt"
 """Where a trial that failed with an unexpected exception keeps its traceback."""
@@ -70,6 +94,32 @@ class TrialFailed(Exception):
     """A trial ended without a value; its ``outcome`` and ``reason`` are in its user attrs."""
 
 
+class EnvironmentFailure(AblateError):
+    """The machine failed a trial (a full disk, say): nothing is lost, the trial runs again."""
+
+    exit_code = 2
+
+
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+ENVIRONMENT_MESSAGES = re.compile(r"database or disk is full|disk I/O error|readonly database|"
+                                  r"No space left on device|Disk quota exceeded", re.IGNORECASE)
+
+
+def environment_problem(exc: BaseException | None) -> str | None:
+    """What the machine did wrong, if ``exc`` (or what caused it: Optuna wraps the database's
+    errors) is an environment failure rather than a result."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "an I/O error")
+            return f"{reason} writing {exc.filename}" if exc.filename else reason
+        match = ENVIRONMENT_MESSAGES.search(str(exc))
+        if match:
+            return f"the study storage failed: {match[0]}"
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 class StudyReporter(Reporter, Protocol):
     """A Trainer reporter that is also told about the study's trials (see study_display)."""
 
@@ -82,21 +132,9 @@ class StudyReporter(Reporter, Protocol):
     def end(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Budget:
-    """What is left of the global budget."""
-
-    trials: int | None  # trials that may still start; None = no limit
-    seconds: float | None  # seconds of trial time left; None = no limit
-
-    @property
-    def spent(self) -> bool:
-        return (self.trials is not None and self.trials <= 0) or \
-            (self.seconds is not None and self.seconds <= 0)
-
-
 def load_existing(spec: StudySpec) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
     """The study of a study file, for show and dashboard; an error if it never ran."""
+    refuse_in_memory(spec.storage)
     path = file_path(spec.storage)
     if path is not None and not path.exists():
         raise StudyError(f"study {spec.name!r} has not run yet (no {path}); start it "
@@ -108,26 +146,6 @@ def load_existing(spec: StudySpec) -> tuple[optuna.Study, optuna.storages.BaseSt
     except KeyError:
         raise StudyError(f"{masked(spec.storage)} holds no study named {spec.name!r}; start it "
                          f"with: ablate run {spec.path}") from None
-
-
-def remaining(spec: StudySpec, study: optuna.Study) -> Budget:
-    trials = study.get_trials(deepcopy=False)
-    counted = sum(1 for t in trials if counts(t))
-    spent = sum(duration(t) for t in trials)
-    return Budget(None if spec.trials is None else spec.trials - counted,
-                  None if spec.timeout is None else spec.timeout - spent)
-
-
-def counts(trial: FrozenTrial) -> bool:
-    """Whether a trial uses up the trial budget: it trained, whatever came of it."""
-    return trial.user_attrs.get("outcome") in COUNTED or \
-        trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def duration(trial: FrozenTrial) -> float:
-    if trial.datetime_start is None or trial.datetime_complete is None:
-        return 0.0
-    return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
 def best_summary(spec: StudySpec, study: optuna.Study) -> str | None:
@@ -145,13 +163,15 @@ def run_study(spec: StudySpec, display: StudyReporter, *, worker: int = 0) -> op
     """Create or resume the study and run trials until the global budget is spent; other
     workers (``worker`` is this one's index: its sampler seed) may share the budget."""
     storage = open_storage(spec.storage, heartbeat=spec.heartbeat, on_stale=_retry_stale)
+    check_study_folder(spec)
+    remove_leftovers(spec.folder)
     with quiet_optuna():
         study = open_study(spec, storage)
         existing = len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(spec, offset=existing + SAMPLER_SEED_STRIDE * worker)
         study.pruner = make_pruner(spec)
         budget = remaining(spec, study)
-        display.begin(spec, _done(study), best_summary(spec, study))
+        display.begin(spec, done(study), best_summary(spec, study))
         if budget.spent:
             display.end()
             return study
@@ -159,11 +179,21 @@ def run_study(spec: StudySpec, display: StudyReporter, *, worker: int = 0) -> op
         with _observing(spec.host, runner):
             try:
                 run_trials(spec, study, storage, runner, stop=runner.over, catch=(TrialFailed,),
-                           callbacks=[runner.after_trial])
-            except Interrupted:
+                           callbacks=[runner.after_trial], retry=enqueue_dead)
+            except Interrupted as exc:
                 raise Interrupted(f"study {spec.name!r} interrupted; the running trial was "
                                   f"saved and queued again: ablate run {spec.path} resumes "
-                                  f"it") from None
+                                  f"it", signum=exc.signum) from None
+            except AblateError:
+                raise
+            except Exception as exc:
+                problem = environment_problem(exc)
+                if problem is None:
+                    raise
+                raise EnvironmentFailure(
+                    f"study {spec.name!r} stopped: {problem} ({masked(spec.storage)}); free "
+                    f"space and run ablate run {spec.path} again: no finished trial is lost and "
+                    f"the running one is retried") from None
             finally:
                 display.end()
         if runner.rejections >= MAX_CONSECUTIVE_REJECTIONS:
@@ -181,35 +211,18 @@ def make_sampler(spec: StudySpec, *, offset: int) -> optuna.samplers.BaseSampler
     if options.seeded:
         kwargs["seed"] = spec.seed + (offset if options.reseeded else 0)
     if spec.sampler.name == "grid":
-        return RetryAwareGrid(spec.space.grid(), **kwargs)
+        # Every grid trial is queued with its point (see ablate.claims): the sampler only
+        # checks that the point belongs to the grid.
+        return optuna.samplers.GridSampler(spec.space.grid(), **kwargs)
     return getattr(optuna.samplers, options.optuna_class)(**kwargs)
 
 
-class RetryAwareGrid(optuna.samplers.GridSampler):
-    """Optuna's grid sampler for studies whose interrupted points are queued again.
-
-    A queued retry has no grid slot of its own (its first attempt used it), and GridSampler's
-    end-of-grid check assumes one; ``grid_done`` ends the study instead once every point ran.
-    """
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
-        if "retry_of" not in trial.user_attrs:
-            super().after_trial(study, trial, state, values)
-
-
-def grid_done(spec: StudySpec, study: optuna.Study) -> bool:
-    """Whether a grid study has run every point and has no retry waiting."""
-    if spec.sampler.name != "grid":
-        return False
-    trials = study.get_trials(deepcopy=False)
-    if any(t.state == TrialState.WAITING for t in trials):
-        return False
-    ran = {tuple(sorted(t.params.items())) for t in trials if t.state.is_finished()}
-    grid = spec.space.grid()
-    names = sorted(grid)
-    return all(tuple(zip(names, values, strict=True)) in ran
-               for values in itertools.product(*(grid[n] for n in names)))
+def check_study_folder(spec: StudySpec) -> None:
+    """The study's trial and artifact folders lie in its folder and hold no planted link."""
+    for folder, what in ((spec.trials_dir, "the trials folder"),
+                         (spec.artifacts_dir, "the artifact store")):
+        within(spec.folder, folder, what=what)
+        refuse_symlinks(folder, what=what)
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
@@ -248,6 +261,8 @@ class TrialRunner:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         spec = self.spec
+        # First of all: who owns this trial, so that its death is noticed (see ablate.claims).
+        trial.set_user_attr("worker", worker_identity(self.worker))
         seed = trial.user_attrs.get("seed", spec.trial_seed(trial.number))
         point = spec.space.sample(trial)
         label = trial.user_attrs.get("baseline") or spec.baseline_label(point)
@@ -264,15 +279,15 @@ class TrialRunner:
         self.rejections = 0
         run_dir = inside(spec.trials_dir, trial.user_attrs.get("run_dir") or
                          spec.trials_dir / f"trial_{trial.number:04d}", what="run folder")
+        refuse_symlinks(run_dir, what="the run folder")
         trial.set_user_attr("seed", seed)
-        trial.set_user_attr("worker", worker_identity(self.worker))
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("config", config.to_dict())
         if evaluation is not None:
             trial.set_user_attr("eval", evaluation.to_dict())
         trial.set_user_attr("versions", versions(config, spec.host))
         trial.set_user_attr("replicates", spec.replicates)
-        artifacts = TrialArtifacts(self.store, trial)
+        artifacts = TrialArtifacts(self.store, trial, run_dir)
         steps = planned_steps(config)
         trainer = training_run(config, run_dir, spec.replicates, total_steps=steps,
                                host=spec.host, reporter=self.display, evaluation=evaluation,
@@ -292,13 +307,22 @@ class TrialRunner:
             self._finish(trial, run_dir, artifacts, started, "diverged", str(exc))
             raise TrialFailed(str(exc)) from None
         except (Interrupted, KeyboardInterrupt) as exc:
-            reason = str(exc) or "interrupted by the user"
+            stopped = exc.state if isinstance(exc, Interrupted) else "interrupted by the user"
+            reason = f"{stopped}; ablate run {spec.path} continues it"
             self._finish(trial, run_dir, artifacts, started, "interrupted", reason)
             enqueue_retry(self.study, trial.number, trial.params, trial.user_attrs)
             raise
         except AblateError:
             raise  # missing data, unreadable checkpoint: every trial would hit it; stop and say
-        except Exception as exc:  # a plugin's or the numerics' bug: this trial only
+        except Exception as exc:
+            problem = environment_problem(exc)
+            if problem is not None:  # not a result: nothing counted, the trial runs again
+                self._record_environment_failure(trial, started, problem)
+                raise EnvironmentFailure(
+                    f"trial {trial.number} stopped: {problem}; free space (or fix the file "
+                    f"system) and run ablate run {spec.path} again: it resumes from its last "
+                    f"checkpoint, and no finished trial is lost") from None
+            # a plugin's or the numerics' bug: this trial only
             reason = f"{type(exc).__name__}: {exc} (traceback in {run_dir / ERROR_LOG})"
             write_text_atomic(run_dir / ERROR_LOG, traceback.format_exc())
             self._finish(trial, run_dir, artifacts, started, "failed", reason)
@@ -313,12 +337,24 @@ class TrialRunner:
         return values[0] if len(values) == 1 else values
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.display.trial_finished(trial, _done(study), best_summary(self.spec, study))
+        self.display.trial_finished(trial, done(study), best_summary(self.spec, study))
 
     def over(self) -> bool:
-        """Whether the study is done beyond its budget: grid covered, or hopeless constraints."""
-        return grid_done(self.spec, self.study) or \
-            self.rejections >= MAX_CONSECUTIVE_REJECTIONS
+        """Whether the study is over beyond its budget: the constraints look hopeless."""
+        return self.rejections >= MAX_CONSECUTIVE_REJECTIONS
+
+    def _record_environment_failure(self, trial: optuna.Trial, started: float,
+                                    problem: str) -> None:
+        """Book what can still be booked (the disk or database may refuse even that: then the
+        trial stays RUNNING and the next start retries it, its process being gone)."""
+        try:
+            trial.set_user_attr("outcome", "environment")
+            trial.set_user_attr("reason", problem)
+            trial.set_user_attr("wall_seconds", time.perf_counter() - started)
+            enqueue_retry(self.study, trial.number, trial.params, trial.user_attrs,
+                          f"trial {trial.number} stopped: {problem}")
+        except Exception:  # noqa: BLE001, S110 - the storage is failing too; see docstring
+            pass
 
     @ablate.hookimpl
     def run_start(self, run: RunInfo) -> None:
@@ -368,6 +404,7 @@ class EpochReports:
         self.reported: set[int] = set()
 
     def __call__(self, record: dict[str, Any]) -> None:
+        self.trial.set_user_attr(ALIVE_ATTR, time.time())  # books a dead worker's time
         # The log holds the epochs before a resume too, so a continued trial reports them all.
         records = metrics_log.read(self.log)
         self.artifacts.grids(records)
@@ -425,19 +462,23 @@ def enqueue_retry(study: optuna.Study, number: int, params: Mapping[str, Any],
     """Queue an unfinished trial's point again, keeping its seed and run folder (to resume)."""
     keep = {k: attrs[k] for k in ("seed", "run_dir", "baseline") if k in attrs}
     why = {"retry_reason": reason} if reason else {}
-    study.enqueue_trial(dict(params), user_attrs={**keep, **why, "retry_of": number})
+    point = dict(params) or dict(attrs.get(POINT_ATTR) or {})
+    study.enqueue_trial(point, user_attrs={**keep, **why, "retry_of": number, POINT_ATTR: point})
+
+
+def enqueue_dead(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
+    """Queue again the point of a trial whose worker died; a point never sampled (the worker
+    died before suggesting it) has nothing to retry."""
+    if trial.params or trial.user_attrs.get(POINT_ATTR):
+        enqueue_retry(study, trial.number, trial.params, trial.user_attrs, reason)
 
 
 def _retry_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-    """A trial whose process died (no heartbeat) is failed by Optuna and retried here; a point
-    never sampled (the worker died before suggesting it) has nothing to retry."""
-    if not trial.params:
-        return
+    """A trial whose worker stopped sending heartbeats is failed by Optuna, retried here."""
     worker = trial.user_attrs.get("worker", {})
     where = f" (worker {worker.get('index')} on {worker.get('host')}, pid {worker.get('pid')})" \
         if worker else ""
-    enqueue_retry(study, trial.number, trial.params, trial.user_attrs,
-                  f"trial {trial.number}'s worker stopped sending heartbeats{where}")
+    enqueue_dead(study, trial, f"trial {trial.number}'s worker stopped sending heartbeats{where}")
 
 
 def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -482,10 +523,6 @@ def _check_leftovers(spec: StudySpec) -> None:
                          f"output")
 
 
-def _done(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
-
-
 @contextmanager
 def _observing(host: PluginHost, runner: TrialRunner) -> Iterator[None]:
     """Register the runner as an observer plugin for the study (parameter counts)."""
@@ -495,4 +532,3 @@ def _observing(host: PluginHost, runner: TrialRunner) -> Iterator[None]:
         yield
     finally:
         host.manager.unregister(name=name)
-

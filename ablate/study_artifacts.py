@@ -8,20 +8,36 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 
 from ablate.atomic import write_atomic
-from ablate.safe_paths import plain_name
+from ablate.safe_paths import plain_name, within
 
 CURVES_NAME = "curves.png"
 
 
 def artifact_store(folder: Path) -> FileSystemArtifactStore:
     folder.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(base_path=folder)
+    return ContainedArtifactStore(base_path=folder)
+
+
+class ContainedArtifactStore(FileSystemArtifactStore):
+    """Optuna's file artifact store, reading only plain files directly in its folder: an
+    artifact id from a tampered record, or a link planted in the folder, cannot make it (or
+    the dashboard it serves) read any other file."""
+
+    def __init__(self, base_path: Path) -> None:
+        super().__init__(base_path)
+        self.folder = base_path
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        if not plain_name(artifact_id) or (self.folder / artifact_id).is_symlink():
+            raise ArtifactNotFound(f"no artifact {artifact_id!r} in {self.folder}")
+        return super().open_reader(artifact_id)
 
 
 class TrialArtifacts:
@@ -31,15 +47,19 @@ class TrialArtifacts:
     ``replicate_1_epoch_0002.png`` (and ``replicate_1_last.safetensors``) for replicate 1 of a
     replicated trial, whose folders hold files of the same names."""
 
-    def __init__(self, store: FileSystemArtifactStore, trial: optuna.Trial) -> None:
+    def __init__(self, store: FileSystemArtifactStore, trial: optuna.Trial,
+                 folder: Path) -> None:
+        """``folder`` is the trial's own: no file outside it is ever uploaded."""
         self.store = store
         self.trial = trial
+        self.folder = folder
         self.uploaded: set[Path] = set()
 
     def upload(self, path: Path, mimetype: str | None = None, name: str | None = None) -> None:
         """Upload ``path`` once, as ``name`` (default: its file name)."""
         if path in self.uploaded or not path.is_file():
             return
+        within(self.folder, path, what="the file")
         if name is None or name == path.name:
             self._upload(path, mimetype)
         else:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ablate.components import coerce, param, param_infos, shown, suggest
-from ablate.config import RunConfig, check_keys, parse_run, read_toml
+from ablate.config import RunConfig, check_keys, check_shape, parse_run, read_toml
 from ablate.errors import Collector, ConfigError
 from ablate.overrides import apply_overrides
 from ablate.plugin_host import PluginHost, default_host
@@ -359,6 +359,8 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
     host = host or default_host()
     source = str(path)
     data = apply_overrides(read_toml(path), overrides)  # run.lr=1e-3 from the command line
+    if overrides:
+        check_shape(data, source=source)  # the command line's values, held to the same limits
     errors = Collector()  # every mistake of the file at once, each with its key
     errors.attempt(check_keys, data, TOP_KEYS, source=source, key=None)
     for table in ("study", "run"):

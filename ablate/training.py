@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from ablate import __version__, metrics_log
+from ablate import __version__, metrics_log, signals
 from ablate.assembly import Assembly, assemble
 from ablate.atomic import write_text_atomic
 from ablate.checkpoint import (
@@ -55,9 +52,15 @@ class DivergedError(AblateError):
 
 
 class Interrupted(AblateError):
-    """The user stopped the run; its state was saved and ``--resume`` continues it."""
+    """The user (Ctrl-C) or a scheduler (SIGTERM) stopped the run; its state was saved and
+    ``--resume`` continues it. The exit code follows the signal: 130 or 143."""
 
     exit_code = 130
+
+    def __init__(self, message: str, *, signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum or signals.requested()
+        self.exit_code = signals.exit_code(self.signum)
 
 
 class EarlyStop(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -156,7 +159,6 @@ class Trainer:
         self.host = host or default_host()
         self.reporter = reporter or SilentReporter()
         self.device = resolve_device(config.device)
-        self._stop_requested = False
 
     def run(self, *, resume: bool = False) -> RunResult:
         """Train to the end (or to Ctrl-C / EarlyStop); with ``resume``, from the checkpoint.
@@ -192,7 +194,7 @@ class Trainer:
         self.reporter.start(total_steps, progress.step)
         status = "failed"
         try:
-            with self._graceful_interrupt():
+            with signals.stop_requests():
                 while progress.step < total_steps:
                     epoch_start_rng = data_rng.get_state()
                     order = torch.randperm(len(images), generator=data_rng).to(self.device)
@@ -239,7 +241,7 @@ class Trainer:
         model.train()
         try:
             while progress.batch < steps_per_epoch and progress.step < total_steps:
-                if self._stop_requested:
+                if signals.requested() is not None:
                     return False
                 index = order[progress.batch * batch_size:(progress.batch + 1) * batch_size]
                 x0 = to_model_range(images[index], config.scaling)
@@ -383,24 +385,6 @@ class Trainer:
                 restoring(path, "CUDA random state", lambda device=device: torch.cuda.set_rng_state(
                     tensors[f"rng.global_{device.type}"], device))
         return Progress(**progress)
-
-    @contextmanager
-    def _graceful_interrupt(self) -> Iterator[None]:
-        """First Ctrl-C: finish the current step, save, stop. A second one stops at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum: int, frame: object) -> None:
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-
-        previous = signal.signal(signal.SIGINT, request_stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

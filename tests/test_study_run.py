@@ -229,8 +229,11 @@ def test_points_breaking_a_constraint_are_rejected_without_training(tmp_path: Pa
     assert trials[0.02].state == TrialState.COMPLETE
     assert trials[0.02].user_attrs["baseline"] == "base"
     assert trials[0.1].state == TrialState.FAIL
-    assert trials[0.1].user_attrs == {
-        "outcome": "rejected", "reason": "violates run.schedule.beta_max <= 0.05"}
+    rejected = trials[0.1].user_attrs
+    assert (rejected["outcome"], rejected["reason"]) == (
+        "rejected", "violates run.schedule.beta_max <= 0.05")
+    assert "config" not in rejected and "run_dir" not in rejected  # nothing was set up
+
     assert sorted(p.name for p in (tmp_path / "out" / "tiny" / "trials").iterdir()) == [
         f"trial_{trials[0.02].number:04d}"]
 
@@ -262,3 +265,64 @@ def test_a_grid_resumed_in_a_later_invocation_runs_every_point_once(tmp_path: Pa
     run_study(load_study_file(path), quiet())
     run_study(load_study_file(path, trials=4), quiet())
     assert sorted(t.params["lr"] for t in trials_of(path)) == [1e-4, 2e-4, 3e-4, 4e-4]
+
+
+def test_a_full_disk_while_checkpointing_is_no_result_and_the_trial_runs_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Simulated where the bytes go (root ignores read-only folders): safetensors' own error
+    for ENOSPC, after writing half a file."""
+    import ablate.checkpoint
+    from ablate.study import EnvironmentFailure
+    from ablate.study_budget import remaining
+
+    real = ablate.checkpoint.save_file
+
+    def full(tensors, path, metadata=None):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise RuntimeError("Error while serializing: I/O error: No space left on device "
+                           "(os error 28)")
+
+    path = write_study(tmp_path, "trials = 1")
+    monkeypatch.setattr(ablate.checkpoint, "save_file", full)
+    with pytest.raises(EnvironmentFailure, match="No space left on device writing .*"
+                                                 "last.safetensors.*free space"):
+        run_study(load_study_file(path), quiet())
+    stopped, queued = trials_of(path)
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["outcome"] == "environment"
+    assert queued.state == TrialState.WAITING and queued.user_attrs["retry_of"] == 0
+    spec = load_study_file(path)
+    assert remaining(spec, load_existing(spec)[0]).trials == 1  # not counted
+    assert not list(spec.folder.rglob("*.tmp"))
+    monkeypatch.setattr(ablate.checkpoint, "save_file", real)
+    run_study(load_study_file(path), quiet())
+    states = [t.state for t in trials_of(path)]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_full_study_database_is_one_clear_error_and_nothing_is_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """SQLite's own 'database or disk is full', from a page limit set on every connection."""
+    import sqlalchemy
+
+    path = write_study(tmp_path, "trials = 3")
+    result = runner.invoke(app, ["run", str(path), "--n-trials", "1"])
+    assert result.exit_code == 0, result.output
+
+    def limit(connection, record):
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", limit)
+    try:
+        result = runner.invoke(app, ["run", str(path)])
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "connect", limit)
+    assert result.exit_code == 2, result.output
+    assert "database or disk is full" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    trials = trials_of(path)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+    assert trials[0].state == TrialState.COMPLETE  # the first run's trial is kept

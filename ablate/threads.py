@@ -1,0 +1,88 @@
+"""How many threads torch's CPU pool gets, and how idle ones wait: chosen for the machine as
+it is when a command starts, so that training degrades gracefully on a shared machine.
+
+Why: torch's default is one thread per core, spin-waiting between parallel regions. With other
+jobs on those cores, the spinning threads wait for each other's time slices; measured here with
+a load average of 7 on 2 cores, the quickstart trained at about 1/20 of its idle throughput
+(benchmarks/contention.py measures the effect). Passive waiting (``OMP_WAIT_POLICY=PASSIVE``,
+which must be set before torch loads its OpenMP runtime: ablate's command line does it first)
+and no more threads than the cores left free keep a fair share instead.
+
+Overrides: ``ABLATE_THREADS=N`` sets the count; a user's own ``OMP_NUM_THREADS`` or
+``OMP_WAIT_POLICY`` is kept as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from ablate.errors import ConfigError
+
+THREADS_ENV = "ABLATE_THREADS"
+SAMPLES = 5  # readings of the run queue, 10 ms apart: one reading is noisy
+
+
+def prepare_environment() -> None:
+    """Before torch is imported: idle OpenMP threads sleep instead of spinning."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a Slurm allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def other_load() -> float:
+    """How many runnable tasks other than this one the machine has now: the larger of the
+    one-minute load average (slow to follow a new job) and the run queue this moment."""
+    try:
+        average = os.getloadavg()[0]
+    except OSError:
+        average = 0.0
+    readings = []
+    for i in range(SAMPLES):
+        try:
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            break
+        readings.append(running - 1)  # this process is one of them
+        if i < SAMPLES - 1:
+            time.sleep(0.01)
+    now = sorted(readings)[len(readings) // 2] if readings else 0
+    return max(average, float(now), 0.0)
+
+
+def choose_threads(cores: int, load: float) -> int:
+    """One thread per core left free by the other work, at least one."""
+    return max(1, min(cores, math.floor(cores - load + 0.5)))
+
+
+def thread_count() -> int | None:
+    """The count to give torch: ABLATE_THREADS, else None when OMP_NUM_THREADS decides, else
+    the free cores."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"{value!r} is not a thread count", key=THREADS_ENV,
+                              hint="a whole number of at least 1, or unset it to choose "
+                                   "from the machine's load")
+        return int(value)
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return None
+    return choose_threads(usable_cores(), other_load())
+
+
+def apply_thread_policy() -> int:
+    """Set torch's intra-op thread count for this process; the count in use."""
+    import torch
+
+    count = thread_count()
+    if count is not None:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()
