@@ -394,6 +394,10 @@ def analyse(spec: StudySpec, *, completed_only: bool = False) -> Analysis:
     if len({(t.seed, t.replicates) for t in logs.trials}) > 1:
         notes.append("trials do not share seeds (common_random_numbers = false): comparisons "
                      "are unpaired, and wider")
+    if any(len(level.members) > 1 for b in budgets for f in b.factors for level in f.levels):
+        notes.append("a level's interval counts replicate and evaluation noise, not the spread "
+                     "between the configurations that share the level (other factors differ "
+                     "among them): read effects of levels with several trials as marginal")
     findings = [finding(p, budgets, objective) for p in spec.space.params]
     return Analysis(logs, budgets, rank_findings(findings), objective, notes)
 
