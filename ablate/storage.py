@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import optuna
-import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
@@ -234,8 +233,10 @@ class ClaimLock:
             fcntl.flock(handle, fcntl.LOCK_EX)
             self.held = handle
         elif self.engine is not None:
+            from sqlalchemy import text  # here: a study file's error never waits for it
+
             connection = self.engine.connect()
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(hashtext(:k))"),
+            connection.execute(text("SELECT pg_advisory_lock(hashtext(:k))"),
                                {"k": self.key})
             self.held = connection
         return self
@@ -248,7 +249,9 @@ class ClaimLock:
             fcntl.flock(held, fcntl.LOCK_UN)
             held.close()
         else:
-            held.execute(sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:k))"),
+            from sqlalchemy import text
+
+            held.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"),
                          {"k": self.key})
             held.close()
 

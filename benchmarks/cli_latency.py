@@ -5,10 +5,11 @@
 Each command runs as its own process (as a user would run it), ``--repeats`` rounds of one run
 each, round-robin, after an unmeasured warm-up round that fills the OS file cache; the table
 gives each command's median wall time and its ratio to ``python -c "import torch"`` measured in
-the same rounds. Without ``--study`` a two-trial
-study of sub-second trials is trained first (not timed) for ``ablate show``. Targets (issue
-11): show, report --help, list-plugins and a study-file error within 1.5x of import torch;
-``ablate --help`` and ``show`` under 1 s where torch is not needed.
+the same rounds. Without ``--study`` a two-trial study of sub-second trials is trained first
+(not timed) for ``ablate show``. Targets (issue 11): show, report --help, list-plugins and a
+study-file error within 1.5x of import torch; ``ablate --help`` and ``show`` under 1 s where
+torch is not needed. Another ablate (an older checkout, say) is measured by running this
+script with that checkout first on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -57,28 +58,32 @@ T = 10
 ABLATE = [sys.executable, "-m", "ablate"]
 
 
-def run_once(command: list[str], expect: int) -> float:
-    """Seconds ``command`` took; it must exit with ``expect``."""
+def run_once(command: list[str]) -> tuple[float, int]:
+    """Seconds ``command`` took and its exit code."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - started
-    if done.returncode != expect:
-        raise SystemExit(f"{' '.join(command)} exited {done.returncode} (expected {expect}):"
-                         f"\n{done.stdout}{done.stderr}")
-    return elapsed
+    return time.perf_counter() - started, done.returncode
 
 
-def timed(commands: list[tuple[str, list[str], int]], repeats: int) -> dict[str, float]:
+def timed(commands: list[tuple[str, list[str], int]],
+          repeats: int) -> dict[str, float | str]:
     """Median seconds of each command, run round-robin (one of each per round, so a change in
-    the machine's load shifts every command alike) after a warm-up round."""
+    the machine's load shifts every command alike) after a warm-up round; a command that
+    exits with another code than expected is reported as such and left out."""
     seconds: dict[str, list[float]] = {label: [] for label, _, _ in commands}
+    failed: dict[str, str] = {}
     for round_ in range(repeats + 1):
         for label, command, expect in commands:
-            elapsed = run_once(command, expect)
-            if round_:
+            if label in failed:
+                continue
+            elapsed, code = run_once(command)
+            if code != expect:
+                failed[label] = f"exit {code}, expected {expect}"
+            elif round_:
                 seconds[label].append(elapsed)
-    return {label: statistics.median(values) for label, values in seconds.items()}
+    return {label: failed.get(label) or statistics.median(seconds[label])
+            for label, _, _ in commands}
 
 
 def tiny_study(folder: Path) -> Path:
@@ -114,7 +119,10 @@ def main() -> None:
     torch_s = results[0][1]
     print(f"{'command':<34} {'median s':>9} {'x import torch':>15}")
     for label, seconds in results:
-        print(f"{label:<34} {seconds:>9.2f} {seconds / torch_s:>15.2f}")
+        if isinstance(seconds, str):
+            print(f"{label:<34} {seconds:>25}")
+        else:
+            print(f"{label:<34} {seconds:>9.2f} {seconds / torch_s:>15.2f}")
     print(f"({args.repeats} rounds after a warm-up; {os.cpu_count()} CPUs; load average "
           f"{os.getloadavg()[0]:.1f}; python "
           f"{sys.version.split()[0]})")
