@@ -12,11 +12,15 @@ import pytest
 import torch
 from ablate_builtins.gaussian import prediction_target
 from ablate_builtins.gaussian_solvers import SOLVERS
+from typer.testing import CliRunner
 
+from ablate.cli import app
 from ablate.config import parse_run
 from ablate.datasets import SCALINGS
 from ablate.errors import ConfigError
 from ablate.eval_config import parse_eval
+from ablate.training import Trainer
+from tests.conftest import tiny_config
 
 T = 1000
 SHAPE = (2, 1, 8, 8)
@@ -116,3 +120,12 @@ def test_solvers_are_eval_samplers_and_the_run_default():
     assert parse_eval({"sampler": "dpm++2m", "steps": 10}, run, source="t").sampler == "dpm++2m"
     with pytest.raises(ConfigError, match="no sampler 'dpm-solver'"):
         parse_eval({"sampler": "dpm-solver"}, run, source="t")
+
+
+def test_sample_command_takes_a_solver_and_its_steps(tmp_path):
+    result = Trainer(tiny_config(), tmp_path / "run").run()
+    grid = tmp_path / "grid.png"
+    output = CliRunner().invoke(app, ["sample", str(result.checkpoint), "-n", "4", "--sampler",
+                                      "dpm++2m", "--steps", "5", "-o", str(grid)])
+    assert output.exit_code == 0, output.output
+    assert "dpm++2m" in output.output and grid.stat().st_size > 0
