@@ -96,20 +96,27 @@ def test_trackers_are_not_part_of_the_stored_configuration(tracked_run):
     assert "trackers" not in stored  # resuming with other trackers still matches
 
 
-def test_study_trials_land_in_one_mlflow_experiment_tagged_with_study_and_trial(tmp_path):
+def test_study_trials_land_in_one_mlflow_experiment_tagged_with_study_and_trial(tracked_run,
+                                                                               tmp_path):
+    store = f"sqlite:///{tracked_run / 'mlflow' / 'mlflow.db'}"  # an existing store, by URI
     path = tmp_path / "study.toml"
-    path.write_text(f'[study]\nname = "tiny"\noutput = "{(tmp_path / "out").as_posix()}"\n'
-                    f'trials = 2\nsampler = "random"\n{TINY_STUDY_RUN}\n'
+    path.write_text(f'[study]\nname = "tiny-study"\noutput = "{(tmp_path / "out").as_posix()}"\n'
+                    f'trials = 2\nsampler = "random"\n'
+                    f'trackers = [{{name = "mlflow", tracking_uri = "{store}"}}]\n'
+                    f'{TINY_STUDY_RUN}\n'
                     '[search]\n"run.lr" = {low = 1e-4, high = 1e-2, log = true}\n',
                     encoding="utf-8")
-    result = runner.invoke(app, ["run", str(path), "--tracker", "mlflow"])
+    result = runner.invoke(app, ["run", str(path), "--tracker", "tensorboard"])
     assert result.exit_code == 0, result.output
-    client = mlflow_store(tmp_path / "out" / "tiny")
-    experiment = client.get_experiment_by_name("tiny")
+    client = mlflow_store(tracked_run)
+    experiment = client.get_experiment_by_name("tiny-study")
     runs = client.search_runs([experiment.experiment_id], order_by=["tags.trial"])
     assert [(r.data.tags["study"], r.data.tags["trial"]) for r in runs] == [
-        ("tiny", "0"), ("tiny", "1")]
+        ("tiny-study", "0"), ("tiny-study", "1")]
     assert runs[0].data.params["lr"] != runs[1].data.params["lr"]
+    for trial in ("trial_0000", "trial_0001"):  # the flag's tracker, in each trial's folder
+        events = tmp_path / "out" / "tiny-study" / "trials" / trial / "tensorboard"
+        assert list(events.glob("events.out.tfevents.*"))
 
 
 def test_unknown_tracker_is_a_config_error_with_a_suggestion(tmp_path):
