@@ -41,6 +41,9 @@ class Culprit:
     family: str
     name: str
 
+    def describe(self) -> str:
+        return f"{self.family} {self.name!r} of plugin {self.plugin!r} ({self.distribution})"
+
 
 def blame(exc: BaseException, components: Iterable[Component],
           host: PluginHost) -> Culprit | None:
@@ -89,8 +92,7 @@ def plugin_faults(components: Iterable[Component], folder: Path | None,
         where = _keep(text, folder)
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise PluginFault(
-            f"{culprit.family} {culprit.name!r} of plugin {culprit.plugin!r} "
-            f"({culprit.distribution}) raised {type(exc).__name__}: {first}"
+            f"{culprit.describe()} raised {type(exc).__name__}: {first}"
             f"{f'; the traceback is in {where}' if where else ''} (a bug in that plugin: "
             f"report it to its authors, or choose another {culprit.family})") from None
 

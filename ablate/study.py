@@ -50,6 +50,7 @@ from ablate.atomic import remove_leftovers, write_text_atomic
 from ablate.claims import SAMPLER_SEED_STRIDE, run_trials
 from ablate.config import DEFAULT_COMPONENTS, RunConfig
 from ablate.errors import AblateError, ConfigError
+from ablate.plugin_faults import blame, run_components
 from ablate.plugin_host import PluginHost
 from ablate.replicates import training_run
 from ablate.run_info import RunInfo
@@ -322,8 +323,10 @@ class TrialRunner:
                     f"trial {trial.number} stopped: {problem}; free space (or fix the file "
                     f"system) and run ablate run {spec.path} again: it resumes from its last "
                     f"checkpoint, and no finished trial is lost") from None
-            # a plugin's or the numerics' bug: this trial only
-            reason = f"{type(exc).__name__}: {exc} (traceback in {run_dir / ERROR_LOG})"
+            # a plugin's or the numerics' bug: this trial only (named when a plugin's code raised)
+            culprit = blame(exc, run_components(config, evaluation, spec.host), spec.host)
+            reason = (f"{culprit.describe()} raised " if culprit else "") + \
+                f"{type(exc).__name__}: {exc} (traceback in {run_dir / ERROR_LOG})"
             write_text_atomic(run_dir / ERROR_LOG, traceback.format_exc())
             self._finish(trial, run_dir, artifacts, started, "failed", reason)
             raise TrialFailed(reason) from None

@@ -241,3 +241,21 @@ def test_list_plugins_shows_each_broken_plugin_once(broken_plugins, monkeypatch)
     result = runner.invoke(app, ["list-plugins", "--family", "schedule"])
     assert result.exit_code == 0, result.output
     assert result.output.count("boom while registering") == 1
+
+
+def test_a_study_trial_failing_in_plugin_code_names_the_plugin(broken_plugins, tmp_path: Path):
+    import optuna
+
+    study = tmp_path / "study.toml"
+    study.write_text(f'[study]\nname = "faulty"\ntrials = 1\noutput = "{tmp_path}"\n\n'
+                     '[run]\nT = 10\nsteps = 2\nbatch_size = 16\nsubset = 32\ngrid_size = 2\n'
+                     'device = "cpu"\ndecoder = "robustness-bad-default"\n\n'
+                     '[search]\n"run.lr" = [2e-4, 1e-3]\n', encoding="utf-8")
+    result = runner.invoke(app, ["run", str(study)])
+    assert "Traceback" not in result.output, result.output
+    assert (tmp_path / "faulty" / "study.db").exists(), result.output
+    stored = optuna.load_study(study_name="faulty",
+                               storage=f"sqlite:///{tmp_path}/faulty/study.db")
+    reason = stored.trials[0].user_attrs["reason"]
+    assert reason.startswith("decoder 'robustness-bad-default' of plugin 'runtime' "
+                             "(robustness-runtime) raised ZeroDivisionError"), reason
