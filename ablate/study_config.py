@@ -68,6 +68,7 @@ MAX_STUDY_SEED = 2**31 - 1
 MAX_TRIALS = 1_000_000
 MAX_REPLICATES = 1_000
 MAX_HEARTBEAT = 86_400
+WORKERS_PER_CORE = 4
 MAX_NAME_LENGTH = 100
 LIMIT_REASONS = {
     "seed": "Optuna's samplers take numpy's 32-bit seeds, and trial n adds n to this one",
@@ -432,10 +433,11 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
     trackers = errors.attempt(parse_trackers, study.get("trackers", []), host, source=source,
                               key="study.trackers")
     cores = os.cpu_count() or 1
-    if workers > cores:
+    if workers > WORKERS_PER_CORE * cores:  # far beyond the machine: each would get a sliver
         errors.add(ConfigError(f"{workers} local workers on a machine with {cores} CPU cores",
                                key="--workers", source=source,
-                               hint=f"use at most {cores}; more machines join with ablate worker"))
+                               hint=f"use at most {WORKERS_PER_CORE * cores} (ideally {cores}); "
+                                    f"more machines join with ablate worker"))
     errors.raise_errors()
     definition = {"run": run_table, "eval": eval_table, "search": data.get("search", {}),
                   "objectives": [dataclasses.asdict(o) for o in objectives],
