@@ -184,7 +184,7 @@ def rank_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return rho, tau
 
 
-def normal_test(interval: Interval, name: str = "z, evaluation noise only") -> Test:
+def normal_test(interval: Interval, name: str = "z, eval noise") -> Test:
     """A z test of 'no difference' from an interval's standard error: with one replicate the
     only noise measured is the evaluation's, and this is the p-value its interval implies."""
     if interval.se <= 0 or not math.isfinite(interval.se):

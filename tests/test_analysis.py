@@ -103,7 +103,7 @@ def test_with_one_replicate_the_interval_comes_from_the_evaluation_errors():
     assert interval.estimate == 2.0
     assert interval.se == pytest.approx(math.sqrt(1.0 + 4.0), rel=0.05)
     assert interval.high - interval.estimate == pytest.approx(1.96 * interval.se, rel=1e-3)
-    assert test.name == "z, evaluation noise only"  # the p-value the interval implies
+    assert test.name == "z, eval noise"  # the p-value the interval implies
     assert test.p_value == pytest.approx(2 * stats.norm.sf(2.0 / interval.se), rel=1e-9)
     loss, loss_test = difference(data, [1], [0], "loss")
     assert (loss.low, loss.high) == (2.0, 2.0)
