@@ -57,8 +57,12 @@ class Interrupted(AblateError):
 
     exit_code = 130
 
-    def __init__(self, message: str, *, signum: int | None = None) -> None:
+    def __init__(self, message: str, *, signum: int | None = None,
+                 state: str | None = None) -> None:
+        """``state`` says where the run stopped and what was saved, without the hint of how
+        to continue (which differs between ablate train and a study trial)."""
         super().__init__(message)
+        self.state = state or message
         self.signum = signum or signals.requested()
         self.exit_code = signals.exit_code(self.signum)
 
@@ -203,9 +207,9 @@ class Trainer:
                     if not finished:
                         data_rng.set_state(epoch_start_rng)
                         self._save(parts, recipe, data_rng, noise_rng, progress)
-                        raise Interrupted(
-                            f"stopped at step {progress.step}; state saved to "
-                            f"{self.paths.checkpoint}; continue with --resume")
+                        state = (f"stopped at step {progress.step}; state saved to "
+                                 f"{self.paths.checkpoint}")
+                        raise Interrupted(f"{state}; continue with --resume", state=state)
                     self._end_epoch(info, parts, recipe, data_rng, noise_rng, progress,
                                     last=progress.step >= total_steps)
             status = "completed"
@@ -315,6 +319,7 @@ class Trainer:
         evaluation's fixed noise, so every epoch and trial shows the same noise)."""
         from ablate.evaluation import evaluate
 
+        ev = self.evaluation
         record: dict[str, Any] = {}
 
         def keep_grid(samples: torch.Tensor) -> None:
@@ -322,7 +327,6 @@ class Trainer:
                              self.paths.grid(epoch))
             record["grid"] = str(path)
 
-        ev = self.evaluation
         started = time.perf_counter()
         values = evaluate(parts, ev.metrics, ev.samples, sampler=ev.sampler, steps=ev.steps,
                           seed=ev.seed, host=self.host, on_samples=keep_grid)

@@ -23,8 +23,8 @@ from ablate.cli import app
 from ablate.study import run_study
 from ablate.study_config import load_study_file
 from ablate.study_display import StudyDisplay
-from ablate.training import Trainer
-from tests.conftest import TINY_STUDY_RUN, tiny_config
+from ablate.training import Interrupted, Trainer
+from tests.conftest import TINY_STUDY_RUN, CtrlCAt, tiny_config
 
 runner = CliRunner()
 
@@ -217,4 +217,18 @@ def test_the_study_bar_shows_an_eta_once_one_trial_has_finished(tmp_path: Path):
     assert len(display.etas) == 2
     assert all(re.fullmatch(r"\d+:\d\d:\d\d", eta) for eta in display.etas), display.etas
     assert display.etas[-1] == "0:00:00"
+
+
+def test_show_tells_an_interrupted_trial_how_to_continue(tmp_path: Path):
+    path = tmp_path / "stopped.toml"
+    path.write_text(f'[study]\nname = "stopped"\noutput = "{(tmp_path / "out").as_posix()}"\n'
+                    f'trials = 1\n{TINY_STUDY_RUN}\n[search]\n'
+                    f'"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}\n', encoding="utf-8")
+    with pytest.raises(Interrupted):
+        run_study(load_study_file(path), CtrlCAt(step=6))
+    shown = runner.invoke(app, ["show", str(path)], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    assert "interrupted" in shown.output
+    assert f"ablate run {path} continues it" in _flat(shown.output)
+    assert "--resume" not in shown.output
 
