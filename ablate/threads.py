@@ -22,7 +22,7 @@ from pathlib import Path
 from ablate.errors import ConfigError
 
 THREADS_ENV = "ABLATE_THREADS"
-SAMPLES = 5  # readings of the run queue, 10 ms apart: one reading is noisy
+SAMPLES = 10  # readings of the run queue, 10 ms apart: one reading is noisy
 
 
 def prepare_environment() -> None:
@@ -39,23 +39,25 @@ def usable_cores() -> int:
 
 
 def other_load() -> float:
-    """How many runnable tasks other than this one the machine has now: the larger of the
-    one-minute load average (slow to follow a new job) and the run queue this moment."""
-    try:
-        average = os.getloadavg()[0]
-    except OSError:
-        average = 0.0
+    """How many runnable tasks other than this one the machine has now: the median of a few
+    readings of the run queue (Linux), else the one-minute load average, which lags: it still
+    counts a job that ended a minute ago and barely sees one that just started."""
     readings = []
     for i in range(SAMPLES):
         try:
             running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
         except (OSError, ValueError, IndexError):
             break
-        readings.append(running - 1)  # this process is one of them
+        readings.append(max(0, running - 1))  # this process is one of them
         if i < SAMPLES - 1:
             time.sleep(0.01)
-    now = sorted(readings)[len(readings) // 2] if readings else 0
-    return max(average, float(now), 0.0)
+    if readings:
+        return float(sorted(readings)[len(readings) // 2])
+    try:
+        return max(0.0, os.getloadavg()[0])
+    except OSError:
+        return 0.0
+
 
 
 def choose_threads(cores: int, load: float) -> int:
