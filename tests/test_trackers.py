@@ -191,3 +191,19 @@ def test_a_resumed_run_logs_on_to_the_same_mlflow_run(tracked_run, tmp_path):
     client = mlflow_store(tracked_run)
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None,
+                    reason="wandb is an extra: pip install 'ablate[wandb]'")
+def test_wandb_logs_an_offline_run_with_the_sample_grids(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    path = tmp_path / "tiny.toml"
+    path.write_text(RUN_FILE.replace('{name = "tensorboard", loss_every = 2}, '
+                                     '{name = "mlflow", loss_every = 3}', '"wandb"'),
+                    encoding="utf-8")
+    result = runner.invoke(app, ["train", str(path), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    assert list(offline.glob("run-*.wandb"))
+    grids = sorted(p.name.split("_")[1] for p in offline.glob("files/media/images/samples_*.png"))
+    assert grids == ["12", "4", "8"]  # one grid per epoch, at its step
