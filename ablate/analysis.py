@@ -119,7 +119,6 @@ class TrialData:
     epoch: int = 0  # the budget: the epoch these values were recorded at
     state: str = "completed"
     grid: Path | None = None  # replicate 0's sample grid at this epoch
-    last_epoch: int = 0  # the last epoch the trial reached
 
     def mean(self, metric: str, info: MetricInfo | None = None) -> Interval:
         """The replicate mean, inside the metric's range when ``info`` says it."""
@@ -325,11 +324,6 @@ def rungs(logs: StudyLogs) -> list[int]:
             if i + 1 == len(scored) or members[scored[i + 1]] != members[e]]
 
 
-def load(spec: StudySpec, *, epoch: int, completed_only: bool = False) -> StudyData:
-    """The comparison set at ``epoch``: the trials that reached it, valued there."""
-    return budget_data(load_logs(spec, completed_only=completed_only), epoch)
-
-
 def budget_data(logs: StudyLogs, epoch: int, numbers: Sequence[int] | None = None) -> StudyData:
     """The trials (all, or ``numbers``) that reached ``epoch`` with the objective scored there,
     each valued at that epoch, and the metrics all of them recorded there."""
@@ -364,7 +358,7 @@ def at_epoch(log: TrialLog, epoch: int, metrics: Sequence[MetricInfo]) -> TrialD
         errors[m.name] = np.array([eval_error(r, m.name) for r in rows])
     return TrialData(log.number, log.params, log.seed, log.replicates, log.baseline,
                      log.run_dir, [r for r in log.records if r["epoch"] <= epoch], values,
-                     errors, epoch, log.state, log.grid(epoch), log.last_epoch)
+                     errors, epoch, log.state, log.grid(epoch))
 
 
 def analyse(spec: StudySpec, *, completed_only: bool = False) -> Analysis:
