@@ -520,15 +520,13 @@ def show_study(
 ) -> None:
     """Show a study's trials sorted by the objective, with parameters and artifact folders."""
     from ablate.errors import ConfigError
-    from ablate.study import load_existing
-    from ablate.study_config import load_study_file
     from ablate.study_display import render_table, rows_csv, rows_json, trial_rows
+    from ablate.study_view import open_view
 
     with reported_errors():
         if as_json and as_csv:
             raise ConfigError("choose one of --json and --csv", key="--csv")
-        spec = load_study_file(study_file, storage=storage)
-        study, storage_ = load_existing(spec)
+        spec, study, storage_ = open_view(study_file, storage)  # no plugins: no torch
         rows = trial_rows(spec, study, storage_)
         if as_json:
             typer.echo(rows_json(rows))

@@ -29,7 +29,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from ablate.search_space import (
     parse_search,
 )
 from ablate.storage import Heartbeat, masked
+from ablate.study_view import check_name, default_storage
 from ablate.tracking import Tracker, parse_trackers
 
 if TYPE_CHECKING:
@@ -63,13 +63,11 @@ TRAINING_METRICS = {"loss": "minimize", "train_seconds": "minimize"}
 is the run's total training time (the records hold it per epoch)."""
 DIRECTIONS = ("minimize", "maximize")
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_STUDY_SEED = 2**31 - 1
 MAX_TRIALS = 1_000_000
 MAX_REPLICATES = 1_000
 MAX_HEARTBEAT = 86_400
 WORKERS_PER_CORE = 4
-MAX_NAME_LENGTH = 100
 LIMIT_REASONS = {
     "seed": "Optuna's samplers take numpy's 32-bit seeds, and trial n adds n to this one",
     "trials": "a study of more trials than this would outlive its storage",
@@ -356,7 +354,7 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
                     workers: int = 1, overrides: Sequence[str] = ()) -> StudySpec:
     """Read and validate a study file; ``storage``, ``trials`` and ``timeout`` (the command
     line's) override the ``[study]`` values. ``workers`` > 1 local processes need a storage
-    that takes concurrent writers (see ``_default_storage``)."""
+    that takes concurrent writers (see ``ablate.study_view.default_storage``)."""
     host = host or default_host()
     source = str(path)
     data = apply_overrides(read_toml(path), overrides)  # run.lr=1e-3 from the command line
@@ -388,7 +386,7 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
                                                 source=source, host=host) or (None, None)
         space = errors.attempt(parse_search, data.get("search", {}), run_table, source=source,
                                host=host)
-    name = errors.attempt(_name, study.get("name", path.stem), source=source)
+    name = errors.attempt(check_name, study.get("name", path.stem), source=source)
     objectives = None
     if base is not None and (evaluation is not None or data.get("eval") in (None, {})):
         objectives = errors.attempt(_objectives, study, evaluation, source=source, host=host)
@@ -419,7 +417,7 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
     folder = Path(output) / name if output is not None and name is not None else None
     storage_key = "--storage" if storage else "study.storage"
     if folder is not None:
-        storage = storage or study.get("storage") or _default_storage(folder, workers)
+        storage = storage or study.get("storage") or default_storage(folder, workers)
         known = len(errors.errors)
         errors.attempt(_check_storage, storage, source=source, key=storage_key)
         if len(errors.errors) == known and workers > 1 and storage.startswith("sqlite"):
@@ -451,15 +449,6 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
     baselines = _baselines(study.get("baselines", [{"name": "base"}]), spec)
     return dataclasses.replace(spec, baselines=baselines, heartbeat=heartbeat,
                                trackers=trackers, overrides=tuple(overrides))
-
-
-def _default_storage(folder: Path, workers: int) -> str:
-    """SQLite for one process; a journal file (which takes concurrent writers) for several, or
-    when the study already lives in one."""
-    journal = f"journal:///{folder / 'journal.log'}"
-    if workers > 1 or ((folder / "journal.log").exists() and not (folder / "study.db").exists()):
-        return journal
-    return f"sqlite:///{folder / 'study.db'}"
 
 
 def _heartbeat(study: Mapping[str, Any], *, source: str) -> Heartbeat:
@@ -670,15 +659,6 @@ def _dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{name}"] = value
     return out
-
-
-def _name(value: Any, *, source: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value) or len(value) > MAX_NAME_LENGTH:
-        raise ConfigError(f"{shown(value)} is not a usable study name", source=source,
-                          key="study.name",
-                          hint=f"letters, digits, '_', '.' and '-', at most {MAX_NAME_LENGTH} "
-                               f"(it names a folder)")
-    return value
 
 
 def _integer(value: Any, *, source: str, key: str, minimum: int,

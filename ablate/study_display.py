@@ -8,7 +8,7 @@ import io
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -28,9 +28,12 @@ from rich.table import Table
 from rich.text import Text
 
 from ablate.storage import masked
-from ablate.study import duration
 from ablate.study_artifacts import trial_artifacts
-from ablate.study_config import StudySpec
+from ablate.study_budget import duration
+
+if TYPE_CHECKING:  # ablate show renders a StudyView without loading plugins
+    from ablate.study_config import StudySpec
+    from ablate.study_view import StudyView
 
 OUTCOME_ORDER = {"completed": 0, "pruned": 1, "diverged": 2, "failed": 3, "interrupted": 4,
                  "running": 5, "waiting": 6, "invalid": 7, "rejected": 8}
@@ -155,7 +158,7 @@ def outcome_of(trial: FrozenTrial) -> str:
         TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
 
 
-def trial_rows(spec: StudySpec, study: optuna.Study,
+def trial_rows(spec: StudySpec | StudyView, study: optuna.Study,
                storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     """Every trial as plain data, best first (by the first objective), then the rest."""
     pareto = {t.number for t in study.best_trials} if spec.multi_objective and any(
@@ -194,7 +197,8 @@ def trial_rows(spec: StudySpec, study: optuna.Study,
     return sorted(rows, key=order)
 
 
-def render_table(spec: StudySpec, rows: list[dict[str, Any]], console: Console) -> None:
+def render_table(spec: StudySpec | StudyView, rows: list[dict[str, Any]],
+                 console: Console) -> None:
     table = Table(title=f"study {spec.name}: {len(rows)} trials, best first",
                   title_justify="left")
     table.add_column("#", justify="right")
@@ -290,7 +294,7 @@ def rows_json(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, indent=2, default=str)
 
 
-def rows_csv(spec: StudySpec, rows: list[dict[str, Any]]) -> str:
+def rows_csv(spec: StudySpec | StudyView, rows: list[dict[str, Any]]) -> str:
     """One line per trial: objectives with interval bounds, parameters, timing, reason."""
     params = sorted({name for row in rows for name in row["params"]})
     metrics = [o.metric for o in spec.objectives]

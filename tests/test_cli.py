@@ -232,3 +232,19 @@ def test_show_tells_an_interrupted_trial_how_to_continue(tmp_path: Path):
     assert f"ablate run {path} continues it" in _flat(shown.output)
     assert "--resume" not in shown.output
 
+
+def test_show_reads_a_study_without_importing_torch(tmp_path: Path):
+    path = tmp_path / "light.toml"
+    path.write_text(f'[study]\nname = "light"\noutput = "{(tmp_path / "out").as_posix()}"\n'
+                    f'trials = 1\n{TINY_STUDY_RUN}\n[search]\n'
+                    f'"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}\n', encoding="utf-8")
+    run_study(load_study_file(path), StudyDisplay(Console(file=io.StringIO())))
+    probe = ("import sys\nfrom typer.testing import CliRunner\nfrom ablate.cli import app\n"
+             f"result = CliRunner().invoke(app, ['show', {str(path)!r}, '--json'])\n"
+             "assert result.exit_code == 0, result.output\n"
+             "import json; rows = json.loads(result.output)\n"
+             "print(len(rows), rows[0]['outcome'], 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "completed", "False"]
