@@ -19,7 +19,7 @@ import torch
 
 from ablate import __version__, metrics_log, signals
 from ablate.assembly import Assembly, assemble
-from ablate.atomic import write_text_atomic
+from ablate.atomic import remove_leftovers, write_text_atomic
 from ablate.checkpoint import (
     check_optimizer_state,
     check_weights,
@@ -186,6 +186,7 @@ class Trainer:
         data_rng = torch.Generator().manual_seed(config.seed)
         noise_rng = torch.Generator(self.device).manual_seed(config.seed + 1)
         progress = Progress()
+        remove_leftovers(self.paths.root)  # half-written files of a killed earlier run
         if resume and self.paths.checkpoint.exists():
             progress = self._restore(parts, recipe, data_rng, noise_rng)
             metrics_log.keep_epochs_up_to(self.paths.metrics, progress.epoch)

@@ -433,3 +433,25 @@ def test_an_in_memory_storage_is_refused_before_anything_trains(url: str, tmp_pa
         assert result.exit_code == 2, result.output
         assert "in-memory database keeps nothing" in " ".join(result.output.split())
     assert not (tmp_path / "out" / "tiny" / "trials").exists()
+
+
+def test_sigterm_to_ablate_train_saves_exits_143_and_leaves_no_temporary_file(
+        tmp_path: Path, tiny_run_file: Path):
+    run_file = tmp_path / "long.toml"
+    run_file.write_text(tiny_run_file.read_text().replace("steps = 12", "steps = 3000"))
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "ablate", "train", str(run_file), "-o",
+                                str(out)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 143, output.decode()
+    assert "continue with --resume" in " ".join(output.decode().split())
+    assert (out / "checkpoints" / "last.safetensors").is_file()
+    assert not list(out.rglob("*.tmp"))
