@@ -7,6 +7,8 @@ trials are runs of one experiment named after the study); nothing leaves the mac
 with ``mlflow ui --backend-store-uri sqlite:///PATH/mlflow.db`` (that needs the full ``mlflow``).
 MLflow's own file store (``./mlruns``) is not the default: MLflow 3 refuses it unless told to.
 A resumed run logs on to the MLflow run it started (see ``MARKER``).
+Several worker processes writing one SQLite store can meet SQLite's write lock; for studies with
+``--workers`` or many machines, give a ``tracking_uri`` of an MLflow server or database.
 """
 
 from __future__ import annotations

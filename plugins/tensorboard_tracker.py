@@ -1,8 +1,8 @@
 """The ``tensorboard`` tracker: event files that ``tensorboard --logdir`` shows.
 
 Written with ``torch.utils.tensorboard.SummaryWriter`` (backed by the ``tensorboard`` package),
-into ``<run folder>/tensorboard`` unless ``log_dir`` names another folder (a study's trials then
-appear side by side: ``tensorboard --logdir studies-out/NAME/trials``).
+into ``<run folder>/tensorboard`` (``tensorboard --logdir studies-out/NAME/trials`` shows a
+study's trials side by side), or into ``log_dir``/<run> when ``log_dir`` names a shared folder.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class TensorBoard(Tracker):
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
-        folder = Path(self.log_dir) / run.output_dir.name if self.log_dir else \
+        folder = Path(self.log_dir) / _run_name(run, context) if self.log_dir else \
             run.output_dir / "tensorboard"
         writer = SummaryWriter(log_dir=str(folder))
         config = run.config.to_dict()
@@ -42,6 +42,16 @@ class TensorBoard(Tracker):
         writer.file_writer.add_summary(experiment)
         writer.file_writer.add_summary(start)
         return _Session(writer)
+
+
+def _run_name(run: RunInfo, context: TrackingContext) -> Path:
+    """A run's sub-folder of a shared log_dir: its path inside the study folder for a trial
+    (``trials/trial_0003/replicate_0``), else its folder's name."""
+    try:
+        inside = run.output_dir.resolve().relative_to(context.store.resolve())
+    except ValueError:
+        inside = Path()
+    return inside if inside.parts else Path(run.output_dir.name)
 
 
 class _Session:

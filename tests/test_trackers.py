@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from ablate.cli import app
 from ablate.plugin_host import load_host
 from ablate.run_file import load_run_file
+from ablate.run_info import RunInfo
 from ablate.tracking import TrackingContext, TrackingObserver, parse_trackers, tracking
 from ablate.training import Trainer
 from tests.conftest import TINY_STUDY_RUN, tiny_config
@@ -207,3 +208,14 @@ def test_wandb_logs_an_offline_run_with_the_sample_grids(tmp_path, monkeypatch):
     assert list(offline.glob("run-*.wandb"))
     grids = sorted(p.name.split("_")[1] for p in offline.glob("files/media/images/samples_*.png"))
     assert grids == ["12", "4", "8"]  # one grid per epoch, at its step
+
+
+def test_a_shared_tensorboard_log_dir_keeps_each_trial_apart(tmp_path):
+    from ablate_builtins.tensorboard_tracker import TensorBoard
+
+    tracker = TensorBoard(log_dir=str(tmp_path / "tb"))
+    for trial in ("trial_0000", "trial_0001"):
+        run = RunInfo(tiny_config(), tmp_path / "study" / "trials" / trial, "cpu", 1)
+        tracker.open(run, TrackingContext("study", tmp_path / "study")).close("completed")
+    assert sorted(p.name for p in (tmp_path / "tb" / "trials").iterdir()) == [
+        "trial_0000", "trial_0001"]
