@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
@@ -14,37 +13,34 @@ from ablate.optimizers import Optimizer
 
 
 @dataclass(frozen=True)
-class _AdamLike(Optimizer):
-    """Adam's moment settings, shared by adam and adamw; not registered itself."""
+class Adam(Optimizer):
+    """Adam (Kingma and Ba 2015); weight_decay is an L2 term added to the gradient."""
 
-    torch_class: ClassVar[type[torch.optim.Optimizer]]
+    name = "adam"
     beta1: float = param(0.9, "decay of the running mean of gradients", ge=0, lt=1)
     beta2: float = param(0.999, "decay of the running mean of squared gradients", ge=0, lt=1)
     eps: float = param(1e-8, "added to the root of the second moment", gt=0)
-    weight_decay: float = 0.0  # each optimiser declares its own: the two decays differ
+    weight_decay: float = param(0.0, "L2 penalty coefficient (coupled with the gradient)", ge=0)
 
     def build(self, parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        return self.torch_class(parameters, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps,
+        return torch.optim.Adam(parameters, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps,
                                 weight_decay=self.weight_decay)
 
 
 @dataclass(frozen=True)
-class Adam(_AdamLike):
-    """Adam (Kingma and Ba 2015); weight_decay is an L2 term added to the gradient."""
-
-    name = "adam"
-    torch_class = torch.optim.Adam
-    weight_decay: float = param(0.0, "L2 penalty coefficient (coupled with the gradient)", ge=0)
-
-
-@dataclass(frozen=True)
-class AdamW(_AdamLike):
+class AdamW(Optimizer):
     """AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay."""
 
     name = "adamw"
-    torch_class = torch.optim.AdamW
+    beta1: float = param(0.9, "decay of the running mean of gradients", ge=0, lt=1)
+    beta2: float = param(0.999, "decay of the running mean of squared gradients", ge=0, lt=1)
+    eps: float = param(1e-8, "added to the root of the second moment", gt=0)
     weight_decay: float = param(0.01, "decoupled decay: theta <- theta (1 - lr weight_decay)",
                                 ge=0)
+
+    def build(self, parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(parameters, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps,
+                                 weight_decay=self.weight_decay)
 
 
 @dataclass(frozen=True)
