@@ -7,12 +7,12 @@ its config and safetensors weights, ``scheduler/`` with its config), so
 (``trained_betas``, so any schedule, zero-terminal-SNR included, is kept exactly), its
 prediction type, ancestral variance and x0 clipping.
 
-What the export assumes: the decoder is diffusers-compatible (it builds a diffusers UNet and
-says how: ``unet_config``; the built-in one is ``diffusers-unet``) with its
-``num_train_timesteps`` equal to the run's T, so diffusers' timestep k is ablate's t = k + 1;
-and the run used ``scaling = "symmetric"``: diffusers pipelines take samples in [-1, 1] and
-return ``sample / 2 + 0.5``, which for ablate's default ``centered`` range (x/255 - 0.5) would
-give washed-out images, so such runs are refused rather than exported wrong.
+What the export assumes: the decoder is diffusers-compatible (it declares ``unet_config`` and
+builds a module whose ``unet`` is the diffusers UNet; the built-in one is ``diffusers-unet``)
+with its ``num_train_timesteps`` equal to the run's T, so diffusers' timestep k is ablate's
+t = k + 1; and the run used ``scaling = "symmetric"``: diffusers pipelines take samples in
+[-1, 1] and return ``sample / 2 + 0.5``, which for ablate's default ``centered`` range
+(x/255 - 0.5) would give washed-out images, so such runs are refused rather than exported wrong.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def export_pipeline(checkpoint: Path, output: Path, host: PluginHost | None = No
         raise ExportError(f"{checkpoint}: the run used scaling = {config.scaling!r}, but "
                           f"diffusers pipelines work in [-1, 1]; train with scaling = "
                           f"\"symmetric\" to export")
-    if decoder.num_train_timesteps != config.T:
+    if getattr(decoder, "num_train_timesteps", config.T) != config.T:
         raise ExportError(f"{checkpoint}: the decoder's num_train_timesteps "
                           f"({decoder.num_train_timesteps}) differs from T ({config.T}), so its "
                           f"timesteps are not diffusers'; train with "

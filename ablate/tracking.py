@@ -144,7 +144,7 @@ def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def epoch_values(record: Mapping[str, Any]) -> dict[str, float]:
     """The numeric values of an epoch record, under tracker names (``epoch/loss``, ``fid``)."""
     renamed = {"loss": "epoch/loss", "images_per_s": "epoch/images_per_s",
-               "train_seconds": "epoch/train_seconds", "epoch": "epoch"}
+               "train_seconds": "epoch/train_seconds"}
     return {renamed.get(k, k): float(v) for k, v in record.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and k != "step"
             and math.isfinite(v)}

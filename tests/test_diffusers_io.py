@@ -72,3 +72,11 @@ def test_export_names_the_decoders_that_can_export(tmp_path):
     assert out.exit_code == 2
     assert "decoder 'cnn' is not diffusers-compatible" in out.output
     assert "decoders that export: diffusers-unet" in out.output
+
+
+def test_export_refuses_a_run_in_the_centered_pixel_range(tmp_path):
+    config = tiny_config(steps=4, decoder=TINY_UNET)  # scaling = "centered", the default
+    result = Trainer(config, tmp_path / "run").run()
+    out = runner.invoke(app, ["export", str(result.checkpoint), "-o", str(tmp_path / "pipe")])
+    assert out.exit_code == 2 and "scaling = 'centered'" in out.output
+    assert not (tmp_path / "pipe").exists()
