@@ -8,6 +8,8 @@ torch's GradScaler reads one flag per step to skip steps whose gradients overflo
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -89,14 +91,38 @@ class TrainingRecipe:
         return prefixed("optim", tensors), meta
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Load what ``state`` saved. Checkpoints from before the lr_schedule family trained
-        with a constant lr and have no schedule state: there is nothing to restore."""
+        """Load what ``state`` saved, refusing settings that differ from the run's.
+
+        ``load_state_dict`` takes the checkpoint's hyperparameters (betas, lr, base lrs) as they
+        are, and a crafted one would fail or diverge only steps later, inside torch; the run's
+        configuration was compared with the checkpoint's already, so they must be the ones
+        built here. Checkpoints from before the lr_schedule family trained with a constant lr
+        and have no schedule state: there is nothing to restore.
+        """
+        settings, base_lrs = self._settings(), list(self.scheduler.base_lrs)
         self.optimizer.load_state_dict(optimizer_from_flat(unprefixed("optim", tensors),
                                                            meta["optimizer"]))
+        loaded = self._settings()  # keys of one torch version only are left to torch
+        if len(loaded) != len(settings) or any(
+                own[k] != got[k] for own, got in zip(settings, loaded) for k in own.keys() & got):
+            raise ValueError("its optimiser settings differ from the run's")
         if "lr_schedule" in meta:
             self.scheduler.load_state_dict(meta["lr_schedule"])
+            step = self.scheduler.last_epoch
+            if self.scheduler.base_lrs != base_lrs or not isinstance(step, int) or step < 0:
+                raise ValueError("its lr-schedule state is not the run's schedule")
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if not all(isinstance(lr, int | float) and math.isfinite(lr) and lr >= 0 for lr in lrs):
+            raise ValueError(f"its learning rates are {lrs}")
         if self.scaler is not None and "grad_scaler" in meta:
             self.scaler.load_state_dict(meta["grad_scaler"])
+            if not math.isfinite(self.scaler.get_scale()) or self.scaler.get_scale() <= 0:
+                raise ValueError("its grad-scaler scale is not a positive finite number")
+
+    def _settings(self) -> list[dict[str, Any]]:
+        """Every parameter group's hyperparameters but the lr, as JSON gives them back."""
+        return json.loads(json.dumps([{k: v for k, v in group.items() if k not in ("params", "lr")}
+                                      for group in self.optimizer.param_groups]))
 
     def _autocast(self) -> AbstractContextManager[Any]:
         if self.autocast_dtype is None:

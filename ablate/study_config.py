@@ -49,7 +49,7 @@ from ablate.search_space import (
 )
 from ablate.storage import Heartbeat, masked
 from ablate.study_view import check_name, default_storage
-from ablate.tracking import Tracker, parse_trackers
+from ablate.tracking import Tracker, flat_config, parse_trackers
 
 if TYPE_CHECKING:
     from ablate.eval_config import EvalConfig
@@ -621,7 +621,7 @@ def _baselines(value: Any, spec: StudySpec) -> tuple[Baseline, ...]:
 def _baseline(i: int, entry: Mapping[str, Any], spec: StudySpec, resolved: Mapping[str, Any],
               earlier: list[Baseline]) -> Baseline:
     source, key = spec.source, f"study.baselines[{i}]"
-    values = _dotted(entry)
+    values = flat_config(entry)
     label = values.pop("name", f"baseline {i}")
     if not isinstance(label, str):
         raise ConfigError("name must be a string", source=source, key=f"{key}.name")
@@ -649,16 +649,6 @@ def _same(a: Any, b: Any) -> bool:
         return isinstance(a, int | float) and isinstance(b, int | float) and \
             math.isclose(a, b, rel_tol=1e-9)
     return a == b
-
-
-def _dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in table.items():
-        if isinstance(value, Mapping):
-            out.update(_dotted(value, f"{prefix}{name}."))
-        else:
-            out[f"{prefix}{name}"] = value
-    return out
 
 
 def _integer(value: Any, *, source: str, key: str, minimum: int,

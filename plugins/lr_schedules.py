@@ -39,7 +39,7 @@ class Cosine(LrSchedule):
 
 @dataclass(frozen=True)
 class InverseSqrt(LrSchedule):
-    """lr / sqrt(max(step / decay_start, 1)): constant, then falling as 1/sqrt(step) (EDM2).
+    """lr / sqrt(max((step + 1) / decay_start, 1)): constant, then falling as 1/sqrt(step) (EDM2).
 
     The learning-rate decay of Karras et al. 2024, "Analyzing and improving the training
     dynamics of diffusion models".

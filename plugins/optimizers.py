@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -13,34 +14,37 @@ from ablate.optimizers import Optimizer
 
 
 @dataclass(frozen=True)
-class Adam(Optimizer):
-    """Adam (Kingma and Ba 2015); weight_decay is an L2 term added to the gradient."""
+class _AdamLike(Optimizer):
+    """Adam's moment settings, shared by adam and adamw; not registered itself."""
 
-    name = "adam"
+    torch_class: ClassVar[type[torch.optim.Optimizer]]
     beta1: float = param(0.9, "decay of the running mean of gradients", ge=0, lt=1)
     beta2: float = param(0.999, "decay of the running mean of squared gradients", ge=0, lt=1)
     eps: float = param(1e-8, "added to the root of the second moment", gt=0)
-    weight_decay: float = param(0.0, "L2 penalty coefficient (coupled with the gradient)", ge=0)
+    weight_decay: float = 0.0  # each optimiser declares its own: the two decays differ
 
     def build(self, parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(parameters, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps,
+        return self.torch_class(parameters, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps,
                                 weight_decay=self.weight_decay)
 
 
 @dataclass(frozen=True)
-class AdamW(Optimizer):
+class Adam(_AdamLike):
+    """Adam (Kingma and Ba 2015); weight_decay is an L2 term added to the gradient."""
+
+    name = "adam"
+    torch_class = torch.optim.Adam
+    weight_decay: float = param(0.0, "L2 penalty coefficient (coupled with the gradient)", ge=0)
+
+
+@dataclass(frozen=True)
+class AdamW(_AdamLike):
     """AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay."""
 
     name = "adamw"
-    beta1: float = param(0.9, "decay of the running mean of gradients", ge=0, lt=1)
-    beta2: float = param(0.999, "decay of the running mean of squared gradients", ge=0, lt=1)
-    eps: float = param(1e-8, "added to the root of the second moment", gt=0)
+    torch_class = torch.optim.AdamW
     weight_decay: float = param(0.01, "decoupled decay: theta <- theta (1 - lr weight_decay)",
                                 ge=0)
-
-    def build(self, parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(parameters, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps,
-                                 weight_decay=self.weight_decay)
 
 
 @dataclass(frozen=True)

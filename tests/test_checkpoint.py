@@ -137,6 +137,14 @@ CRAFTED_META = {  # name -> (craft(tensors, meta) -> (tensors, meta), commands t
     "optimizer_scalars_list": (_meta(lambda m: m["optimizer"].__setitem__("scalars", [1])),
                                (RESUME,)),
     "lr_schedule_list": (_set("lr_schedule", [1, 2]), (RESUME,)),
+    "optimizer_lr_nan": (_meta(lambda m: m["optimizer"]["param_groups"][0].__setitem__(
+        "lr", float("nan"))), (RESUME,)),
+    "optimizer_betas_string": (_meta(lambda m: m["optimizer"]["param_groups"][0].__setitem__(
+        "betas", "x")), (RESUME,)),
+    "lr_schedule_base_lr_huge": (_meta(lambda m: m["lr_schedule"].__setitem__(
+        "base_lrs", [1e30])), (RESUME,)),
+    "lr_schedule_step_string": (_meta(lambda m: m["lr_schedule"].__setitem__(
+        "last_epoch", "x")), (RESUME,)),
     "weight_missing": (_tensors(lambda t: t.pop(_first(FIRST_WEIGHT)(t))), EVERY),
     "weight_unexpected": (_tensors(lambda t: t.__setitem__("model.extra", torch.zeros(2))),
                           EVERY),
