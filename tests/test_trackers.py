@@ -219,3 +219,12 @@ def test_a_shared_tensorboard_log_dir_keeps_each_trial_apart(tmp_path):
         tracker.open(run, TrackingContext("study", tmp_path / "study")).close("completed")
     assert sorted(p.name for p in (tmp_path / "tb" / "trials").iterdir()) == [
         "trial_0000", "trial_0001"]
+
+
+def test_the_documented_step_end_example_reads_the_loss_every_ten_steps(
+        tmp_path, monkeypatch, capsys):
+    module = example_of("step_end", monkeypatch)
+    host = load_host([(module.__name__, module)])
+    Trainer(tiny_config(steps=20), tmp_path / "run", host=host).run()
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step")]
+    assert [line.split(":")[0] for line in printed] == ["step 10", "step 20"]
