@@ -234,15 +234,19 @@ def evaluate(
     with reported_errors():
         parts = load_trained(checkpoint, device=device)
         names = [name.strip() for name in metrics.split(",") if name.strip()]
-        resolve_metrics(names)  # an unknown metric is an error before anything is drawn
-        sampler, steps = _sampling_plan(parts, n, sampler, steps)
-        with SamplingProgress(console, f"sampling {n} images") as progress:
+        # an unknown metric is an error before anything is drawn; model-based ones draw nothing
+        draws = any(not metric.uses_model for metric in resolve_metrics(names))
+        if draws:
+            sampler, steps = _sampling_plan(parts, n, sampler, steps)
+        with SamplingProgress(console, f"sampling {n} images", shown=draws) as progress:
             scoring = console.status(f"scoring {', '.join(names)}")
 
             def drawn(_samples) -> None:
                 progress.close()
                 scoring.start()
 
+            if not draws:
+                scoring.start()
             try:
                 with plugin_faults([*run_components(parts.config), *resolve_metrics(names)],
                                    run_folder_of(checkpoint), default_host()):

@@ -77,7 +77,9 @@ class SamplingProgress:
     """A bar of a sampler's network evaluations (done of those expected), rate and ETA; call
     it as ``ablate.evaluation.Progress``. Used as a context manager."""
 
-    def __init__(self, console: Console, description: str) -> None:
+    def __init__(self, console: Console, description: str, *, shown: bool = True) -> None:
+        """``shown`` False draws nothing (nothing will be sampled)."""
+        self.shown = shown
         self.progress = Progress(
             TextColumn(f"[bold]{escape(description)}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("network evaluations"), RateColumn("evaluations"), TimeElapsedColumn(),
@@ -85,7 +87,8 @@ class SamplingProgress:
         self.task: TaskID | None = None
 
     def __enter__(self) -> SamplingProgress:
-        self.progress.start()
+        if self.shown:
+            self.progress.start()
         self.task = self.progress.add_task("sample", total=None)
         return self
 
