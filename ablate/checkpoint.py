@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ablate.atomic import write_atomic
+from ablate.components import shown
 from ablate.errors import CheckpointError
 
 FORMAT = "ablate-checkpoint/1"
@@ -166,18 +167,25 @@ def check_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], path:
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
-        detail = (f"missing {missing[:3]}" if missing else "") + \
+        detail = (f"missing {_names(missing)}" if missing else "") + \
             (" and " if missing and unexpected else "") + \
-            (f"unexpected {unexpected[:3]}" if unexpected else "")
+            (f"unexpected {_names(unexpected)}" if unexpected else "")
         raise CheckpointError(f"{path} does not fit this model: its {what} have {detail}")
     for name, value in state.items():
         if value.shape != own[name].shape or value.dtype != own[name].dtype:
             raise CheckpointError(
-                f"{path} does not fit this model: {what} {name!r} is {value.dtype} "
+                f"{path} does not fit this model: {what} {shown(name)} is {value.dtype} "
                 f"{tuple(value.shape)}, the model's is {own[name].dtype} "
                 f"{tuple(own[name].shape)}")
         if value.is_floating_point() and not torch.isfinite(value).all():
-            raise CheckpointError(f"{path} has non-finite {what} ({name!r}): it cannot sample")
+            raise CheckpointError(f"{path} has non-finite {what} ({shown(name)}): it cannot "
+                                  "sample")
+
+
+def _names(keys: list[str]) -> str:
+    """The first three of ``keys``, each shortened: a crafted key can be megabytes long."""
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return ", ".join(shown(k) for k in keys[:3]) + more
 
 
 def check_optimizer_state(optimizer: torch.optim.Optimizer, path: Path) -> None:

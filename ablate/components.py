@@ -122,7 +122,8 @@ def coerce(info: ParamInfo, value: Any, *, source: str | None, key: str) -> Any:
         finite = " (finite)" if isinstance(value, float) and not math.isfinite(value) else ""
         raise ConfigError(f"{shown(value)} is not a valid{finite} {info.type_name}",
                           source=source, key=key,
-                          hint=f"expected {info.type_name}, default {info.default!r}")
+                          hint=(f"default {info.default!r}" if info.choices else
+                                f"expected {info.type_name}, default {info.default!r}"))
     for op, bound in info.bounds.items():
         ok = {"ge": converted >= bound, "gt": converted > bound,
               "le": converted <= bound, "lt": converted < bound}[op]

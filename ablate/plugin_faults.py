@@ -36,6 +36,8 @@ class PluginFault(AblateError):
 
 @dataclass(frozen=True)
 class Culprit:
+    """The component a fault is blamed on, and the plugin and distribution that provided it."""
+
     plugin: str
     distribution: str
     family: str
@@ -51,11 +53,10 @@ def blame(exc: BaseException, components: Iterable[Component],
     by_module: dict[str, list[Component]] = {}
     for component in components:
         by_module.setdefault(type(component).__module__, []).append(component)
-    frames = list(traceback.walk_tb(exc.__traceback__))
-    if isinstance(exc, DecoderOutputError):
+    if isinstance(exc, DecoderOutputError):  # raised by ablate's guard, about the decoder
         chosen = next((c for c in components if c.family == "decoder"), None)
         return _culprit(chosen, host) if chosen else None
-    for frame, _ in reversed(frames):
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
         candidates = by_module.get(frame.f_globals.get("__name__", ""))
         if not candidates:
             continue

@@ -225,8 +225,7 @@ def _mark_broken(host: PluginHost, name: str, provenance: Provenance, reason: st
     provides = tuple((family.name, n) for family, component in staged
                      if isinstance(n := getattr(component, "name", None), str))
     host.broken.append(BrokenPlugin(name, provenance.distribution, reason, provides))
-    if registered and name in host.plugins:
-        host.registry.remove_plugin(name)
+    if registered and name in host.plugins:  # its components were never added: all or none
         host.manager.unregister(name=name)
         del host.plugins[name]
 

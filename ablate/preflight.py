@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from ablate.device import resolve_device
 from ablate.errors import AblateError, Collector, ConfigError
 from ablate.run_config import RunConfig
+from ablate.storage import file_path
 
 if TYPE_CHECKING:
     from ablate.study_config import StudySpec
@@ -46,7 +47,7 @@ def check_study(spec: StudySpec) -> None:
                    searched={p.key: _largest(p.distribution) for p in spec.space.params
                              if p.key in ("run.batch_size", "run.subset")})
     errors.attempt(check_output_path, spec.folder, source=source, key="study.output")
-    storage_file = _storage_file(spec.storage)
+    storage_file = file_path(spec.storage)
     if storage_file is not None:
         errors.attempt(check_output_path, storage_file.parent, source=source,
                        key="study.storage")
@@ -126,19 +127,11 @@ def _data(config: RunConfig, *, source: str, key: str,
     errors.raise_errors()
 
 
-def _largest(distribution) -> int:
+def _largest(distribution: BaseDistribution) -> int:
+    """The largest integer a searched batch size or subset can take."""
     if isinstance(distribution, CategoricalDistribution):
         return max((c for c in distribution.choices if isinstance(c, int)), default=0)
     return int(distribution.high)
-
-
-def _storage_file(url: str) -> Path | None:
-    """The file of a ``sqlite:///PATH`` or ``journal:///PATH`` storage; None for a server."""
-    for scheme in ("sqlite:///", "journal:///"):
-        if url.startswith(scheme):
-            rest = url[len(scheme):]
-            return None if rest in ("", ":memory:") else Path(rest.split("?", 1)[0])
-    return None
 
 
 def _limit(folder: Path, name: str, default: int) -> int:

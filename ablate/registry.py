@@ -53,6 +53,8 @@ class Provenance:
 
 @dataclass(frozen=True)
 class Entry:
+    """A registered component class and the plugin it came from."""
+
     component: type[Component]
     provenance: Provenance
 
@@ -65,14 +67,7 @@ class Registry:
         default_factory=lambda: {name: {} for name in FAMILIES})
 
     def add(self, family: Family, component: type[Component], provenance: Provenance) -> None:
-        where = f"plugin {provenance.plugin!r} ({provenance.distribution})"
-        try:
-            check_component(family, component)
-        except PluginError as exc:
-            raise PluginError(f"{where}: {exc}") from None
-        clash = self.clash(family, component)
-        if clash is not None:
-            raise PluginError(f"{where}: {clash}")
+        """Store a component the host has checked (``check_component``, ``clash``) already."""
         self.entries[family.name][component.name] = Entry(component, provenance)
 
     def clash(self, family: Family, component: type[Component]) -> str | None:
@@ -83,12 +78,6 @@ class Registry:
         return (f"{family.name} {component.name!r} is registered twice: already by plugin "
                 f"{known.provenance.plugin!r} ({known.provenance.distribution}); rename it, or "
                 f"block one with ABLATE_BLOCK_PLUGINS")
-
-    def remove_plugin(self, plugin: str) -> None:
-        """Forget every component a plugin registered (used when it breaks half-way)."""
-        for entries in self.entries.values():
-            for name in [n for n, e in entries.items() if e.provenance.plugin == plugin]:
-                del entries[name]
 
     def get(self, family: str, name: str) -> type[Component] | None:
         entry = self.entries[family].get(name)
