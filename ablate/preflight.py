@@ -16,6 +16,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from ablate.device import resolve_device
 from ablate.errors import AblateError, Collector, ConfigError
+from ablate.recipe import check_precision
 from ablate.run_config import RunConfig
 from ablate.storage import file_path
 
@@ -91,10 +92,16 @@ def check_output_path(path: Path, *, source: str | None, key: str) -> None:
 
 
 def _device(config: RunConfig, *, source: str, key: str) -> None:
+    """The device exists, and the precision runs on it (``auto`` may resolve to a CPU)."""
     try:
-        resolve_device(config.device)
+        device = resolve_device(config.device)
     except ConfigError as exc:
         raise ConfigError(exc.message, source=source, key=f"{key}.device", hint=exc.hint) from None
+    try:
+        check_precision(config.precision, device)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, source=source, key=f"{key}.precision",
+                          hint=exc.hint) from None
 
 
 def _data(config: RunConfig, *, source: str, key: str,

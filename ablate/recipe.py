@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from ablate.checkpoint import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
-from ablate.config import RunConfig
 from ablate.errors import ConfigError
+from ablate.run_config import RunConfig
 
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 """The autocast dtype of each reduced precision; fp32 runs without autocast."""
@@ -28,7 +28,8 @@ Loss = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    """fp16 needs CUDA (its GradScaler and fast kernels); bf16 runs anywhere."""
+    """fp16 needs CUDA (its GradScaler and fast kernels); bf16 runs anywhere. Checked by the
+    preflight (``--dry-run`` included) and again here, for a recipe built directly."""
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision fp16 needs CUDA, but the run trains on {device.type}",
                           key="run.precision", hint="use bf16 (slow on a CPU) or fp32")
@@ -103,8 +104,9 @@ class TrainingRecipe:
         self.optimizer.load_state_dict(optimizer_from_flat(unprefixed("optim", tensors),
                                                            meta["optimizer"]))
         loaded = self._settings()  # keys of one torch version only are left to torch
-        if len(loaded) != len(settings) or any(
-                own[k] != got[k] for own, got in zip(settings, loaded) for k in own.keys() & got):
+        if len(loaded) != len(settings) or any(own[k] != got[k] for own, got in
+                                               zip(settings, loaded, strict=True)
+                                               for k in own.keys() & got):
             raise ValueError("its optimiser settings differ from the run's")
         if "lr_schedule" in meta:
             self.scheduler.load_state_dict(meta["lr_schedule"])

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from ablate_builtins.mnist import Mnist
@@ -25,10 +27,12 @@ from ablate.evaluation import evaluate, evaluate_samples
 from ablate.floor import real_floor
 from ablate.sampling import load_trained
 
+T = TypeVar("T")
 FEATURE_METRICS = ["fid", "kid", "precision", "recall", "classifier_score"]
 
 
-def timed(label: str, call):
+def timed(label: str, call: Callable[[], T]) -> T:
+    """``call()``, printing how long it took."""
     started = time.perf_counter()
     result = call()
     print(f"{label}: {time.perf_counter() - started:.2f} s")
@@ -36,6 +40,7 @@ def timed(label: str, call):
 
 
 def print_floor(dataset: Mnist, n: int, draws: int) -> None:
+    """Mean, spread and range of every metric over ``draws`` random sets of ``n`` real digits."""
     floors = real_floor(dataset, FEATURE_METRICS, n, draws=draws)
     print(f"floor: {draws} random draws of {n} real training digits against the test split")
     for key, f in floors.items():

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from ablate.atomic import write_text_atomic
 from ablate.checkpoint import load_checkpoint
 from ablate.config import RunConfig
 from ablate.evaluation import evaluate
@@ -75,6 +76,8 @@ class Point:
 
 @dataclass
 class Outcome:
+    """A recipe's scored points and why scoring stopped."""
+
     name: str
     points: list[Point]
     stopped: str  # why no more points were scored: "reached", "budget" or "run ended"
@@ -100,6 +103,7 @@ class Target:
 
 
 def targets(floor_fid: float) -> list[Target]:
+    """FID at 4x, 2x and 1.5x ``floor_fid``, then the classifier score of 9."""
     fid = [Target(f"FID <= {k:g}x floor ({k * floor_fid:.1f})", "fid", k * floor_fid)
            for k in FID_MULTIPLES]
     return [*fid, Target(f"classifier score >= {CLASSIFIER_TARGET:g}", "classifier_score",
@@ -107,6 +111,7 @@ def targets(floor_fid: float) -> list[Target]:
 
 
 def read_points(path: Path) -> list[Point]:
+    """The points an earlier invocation scored and logged (none the first time)."""
     if not path.exists():
         return []
     return [Point(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()
@@ -114,6 +119,7 @@ def read_points(path: Path) -> list[Point]:
 
 
 def saved_step(checkpoint: Path) -> int:
+    """The step the recipe's checkpoint stands at; 0 before it has trained."""
     return load_checkpoint(checkpoint)[1]["progress"]["step"] if checkpoint.exists() else 0
 
 
@@ -130,8 +136,9 @@ class Clock:
         return cls(**json.loads(path.read_text(encoding="utf-8"))) if path.exists() else cls()
 
     def write(self, path: Path) -> None:
+        """Atomically: a benchmark killed mid-write keeps the previous clock."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(vars(self)) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(vars(self)) + "\n")
 
 
 def run_recipe(run_file: Path, out: Path, *, every: int, samples: int, budget: float,

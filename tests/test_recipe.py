@@ -149,6 +149,18 @@ def test_fp16_is_refused_off_cuda_before_training(tmp_path: Path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_study_dry_run_refuses_fp16_where_auto_finds_no_cuda(tmp_path: Path):
+    if torch.cuda.is_available():
+        pytest.skip("auto resolves to CUDA here, where fp16 is allowed")
+    run = TINY_STUDY_RUN.replace('device = "cpu"', 'device = "auto"\nprecision = "fp16"')
+    study = tmp_path / "study.toml"
+    study.write_text(f'[study]\nname = "fp16"\ntrials = 1\noutput = "{tmp_path / "out"}"\n'
+                     f'{run}\n[search]\n"run.lr" = [2e-4, 1e-3]\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["run", str(study), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "run.precision: precision fp16 needs CUDA, but the run trains on cpu" in result.output
+
+
 def test_compile_wraps_the_training_network_and_keeps_checkpoint_keys():
     model = tiny_config().decoder.build(1, 28)
     recipe = TrainingRecipe(tiny_config(compile=True), model, torch.device("cpu"), 4)
