@@ -109,6 +109,9 @@ class TrainingRecipe:
                                                for k in own.keys() & got):
             raise ValueError("its optimiser settings differ from the run's")
         if "lr_schedule" in meta:
+            if any(fn is not None for fn in meta["lr_schedule"].get("lr_lambdas", [])):
+                raise ValueError("its lr-schedule state holds attributes for the schedule "
+                                 "function, which ablate's schedules never save")
             self.scheduler.load_state_dict(meta["lr_schedule"])
             step = self.scheduler.last_epoch
             if self.scheduler.base_lrs != base_lrs or not isinstance(step, int) or step < 0:

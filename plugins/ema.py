@@ -25,6 +25,8 @@ class NoEma(EmaStrategy):
 
 
 class LiveWeights(Averager):
+    """The trained model itself: nothing to average, nothing to save."""
+
     def __init__(self, model: nn.Module) -> None:
         self.model = model
 

@@ -143,6 +143,8 @@ CRAFTED_META = {  # name -> (craft(tensors, meta) -> (tensors, meta), commands t
         "betas", "x")), (RESUME,)),
     "lr_schedule_base_lr_huge": (_meta(lambda m: m["lr_schedule"].__setitem__(
         "base_lrs", [1e30])), (RESUME,)),
+    "lr_schedule_lambda_attributes": (_meta(lambda m: m["lr_schedule"].__setitem__(
+        "lr_lambdas", [{"__defaults__": [1]}])), (RESUME,)),
     "lr_schedule_step_string": (_meta(lambda m: m["lr_schedule"].__setitem__(
         "last_epoch", "x")), (RESUME,)),
     "weight_missing": (_tensors(lambda t: t.pop(_first(FIRST_WEIGHT)(t))), EVERY),
