@@ -166,7 +166,7 @@ def run_study(spec: StudySpec, display: StudyReporter, *, worker: int = 0) -> op
     storage = open_storage(spec.storage, heartbeat=spec.heartbeat, on_stale=_retry_stale)
     check_study_folder(spec)
     remove_leftovers(spec.folder)
-    with quiet_optuna():
+    with quiet_optuna(), environment_failures(spec):
         study = open_study(spec, storage)
         existing = len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(spec, offset=existing + SAMPLER_SEED_STRIDE * worker)
@@ -185,16 +185,6 @@ def run_study(spec: StudySpec, display: StudyReporter, *, worker: int = 0) -> op
                 raise Interrupted(f"study {spec.name!r} interrupted; the running trial was "
                                   f"saved and queued again: ablate run {spec.path} resumes "
                                   f"it", signum=exc.signum) from None
-            except AblateError:
-                raise
-            except Exception as exc:
-                problem = environment_problem(exc)
-                if problem is None:
-                    raise
-                raise EnvironmentFailure(
-                    f"study {spec.name!r} stopped: {problem} ({masked(spec.storage)}); free "
-                    f"space and run ablate run {spec.path} again: no finished trial is lost and "
-                    f"the running one is retried") from None
             finally:
                 display.end()
         if runner.rejections >= MAX_CONSECUTIVE_REJECTIONS:
@@ -202,6 +192,24 @@ def run_study(spec: StudySpec, display: StudyReporter, *, worker: int = 0) -> op
                              f"by the constraints or the components' checks; widen the search "
                              f"ranges or relax {spec.path}'s constraints")
     return study
+
+
+@contextmanager
+def environment_failures(spec: StudySpec) -> Iterator[None]:
+    """A full disk or database met anywhere in the study (Optuna's own writes included) is
+    one EnvironmentFailure saying what happened, not a traceback."""
+    try:
+        yield
+    except AblateError:
+        raise
+    except Exception as exc:
+        problem = environment_problem(exc)
+        if problem is None:
+            raise
+        raise EnvironmentFailure(
+            f"study {spec.name!r} stopped: {problem} ({masked(spec.storage)}); free space and "
+            f"run ablate run {spec.path} again: no finished trial is lost and the running one "
+            f"is retried") from None
 
 
 def make_sampler(spec: StudySpec, *, offset: int) -> optuna.samplers.BaseSampler:

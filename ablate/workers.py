@@ -23,6 +23,7 @@ import optuna
 from ablate import signals
 from ablate.claims import next_claim
 from ablate.errors import AblateError
+from ablate.safe_paths import refuse_symlinks
 from ablate.storage import open_storage
 from ablate.study import StudyReporter, best_summary, open_study, quiet_optuna
 from ablate.study_budget import done
@@ -77,6 +78,7 @@ def launch(spec: StudySpec, indices: Sequence[int],
     the signal that stopped this process (None if none did)."""
     env = {**os.environ, "ABLATE_STORAGE": spec.storage}
     env.setdefault("OMP_NUM_THREADS", str(threads_per_worker(len(indices), _cores())))
+    refuse_symlinks(log_path(spec, 0).parent, what="the workers' log folder")
     processes: dict[int, subprocess.Popen[bytes]] = {}
     logs = []
     try:
