@@ -455,3 +455,31 @@ def test_sigterm_to_ablate_train_saves_exits_143_and_leaves_no_temporary_file(
     assert "continue with --resume" in " ".join(output.decode().split())
     assert (out / "checkpoints" / "last.safetensors").is_file()
     assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() stands in for optimize
+def test_only_a_dead_owner_on_this_machine_is_retried_before_the_heartbeat_grace(
+        tmp_path: Path):
+    from ablate.claims import retry_orphans
+    from ablate.storage import Heartbeat, fail_stale
+
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)
+    stale: list[int] = []
+    storage = open_storage(f"journal:///{tmp_path / 'j.log'}", heartbeat=Heartbeat(1, 2),
+                           on_stale=lambda study, trial: stale.append(trial.number))
+    study = optuna.create_study(storage=storage, study_name="s")
+    owners = [{"host": "another-machine", "pid": gone}, {"host": os.uname().nodename,
+                                                         "pid": os.getpid()},
+              {"host": os.uname().nodename, "pid": gone}]
+    for owner in owners:
+        study.ask().set_user_attr("worker", {**owner, "index": 0})
+    retried: list[tuple[int, str]] = []
+    retry_orphans(study, storage, lambda study, trial, why: retried.append((trial.number, why)))
+    # Another machine's pid says nothing here; this very process, between trials, runs none.
+    assert [n for n, _ in retried] == [1, 2] and all("is gone" in why for _, why in retried)
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.FAIL,
+                                                     TrialState.FAIL]
+    time.sleep(2.5)
+    fail_stale(study)  # the other machine's trial: silent beyond the grace
+    assert stale == [0] and study.get_trials()[0].state == TrialState.FAIL
