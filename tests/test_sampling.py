@@ -50,3 +50,22 @@ def test_sample_grids_have_the_pixels_torchvision_would_write(tmp_path: Path, co
     with Image.open(ours) as a, Image.open(tmp_path / "theirs.png") as b:
         assert a.size == b.size
         assert a.convert("RGB").tobytes() == b.convert("RGB").tobytes()
+
+
+def test_an_evaluated_epoch_keeps_a_grid_of_the_samples_its_evaluation_drew(tmp_path: Path):
+    from PIL import Image
+
+    from ablate.eval_config import EvalConfig
+    from ablate.evaluation import draw_samples
+    from ablate.grids import save_grid
+
+    config = tiny_config(ema="ema", grid_size=4)
+    evaluation = EvalConfig(metrics=("fid",), samples=8, every=1, seed=3)
+    result = Trainer(config, tmp_path / "run", evaluation=evaluation).run()
+    assert [Path(r["grid"]).name for r in result.metrics] == \
+        ["epoch_0001.png", "epoch_0002.png", "epoch_0003.png"]
+    parts = load_trained(result.checkpoint)
+    drawn = draw_samples(parts, evaluation.samples, evaluation.seed)  # the evaluation's noise
+    expected = save_grid(drawn[:4], config.scaling, tmp_path / "expected.png")
+    with Image.open(result.metrics[-1]["grid"]) as kept, Image.open(expected) as redrawn:
+        assert kept.tobytes() == redrawn.tobytes()
