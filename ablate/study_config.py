@@ -375,7 +375,11 @@ def load_study_file(path: Path, *, storage: str | None = None, trials: int | Non
         errors.add(ConfigError("trials get their seeds from [study]", source=source,
                                key="run.seed", hint="move it to [study] seed; trial n uses "
                                                     "seed + n"))
-    run = {k: v for k, v in data["run"].items() if k != "seed"}
+    if "trackers" in data["run"]:
+        errors.add(ConfigError("a study's trackers are set for every trial in [study]",
+                               source=source, key="run.trackers",
+                               hint="move it to [study] trackers"))
+    run = {k: v for k, v in data["run"].items() if k not in ("seed", "trackers")}
     base = errors.attempt(parse_run, run, source=source, host=host)
     run_table = normalized_run_table(run) if base is not None else None
     eval_table = evaluation = space = None

@@ -108,3 +108,8 @@ def test_run_dry_run_shows_the_overridden_plan(study_file):
     assert "5" in result.output
     bad = runner.invoke(app, ["run", str(study_file), "--dry-run", "study.trails=5"])
     assert bad.exit_code == 2 and "did you mean 'trials'?" in bad.output
+
+
+def test_trackers_in_a_studys_run_table_point_to_the_study_table(study_file):
+    with pytest.raises(ConfigError, match=r"move it to \[study\] trackers"):
+        load_study_file(study_file, overrides=['run.trackers=["mlflow"]'])
