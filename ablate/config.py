@@ -10,7 +10,7 @@ from typing import Any
 
 from ablate.components import Component, build_component, coerce, shown, suggest
 from ablate.errors import Collector, ConfigError
-from ablate.plugin_host import PluginHost, broken_hint, default_host
+from ablate.plugin_host import PluginHost, default_host, unknown_component
 from ablate.run_config import DEFAULT_COMPONENTS, RunConfig, setting_infos
 
 
@@ -137,12 +137,7 @@ def _parse_component(host: PluginHost, family: str, value: Any, *, source: str |
                           source=source, key=key)
     cls = host.registry.get(family, name)
     if cls is None:
-        known = host.registry.names(family)
-        hint = suggest(name, known)
-        valid = f"installed {family} plugins: {', '.join(known) or 'none'}"
-        raise ConfigError(f"unknown {family} {name!r}", source=source, key=key,
-                          hint=(f"{hint} {valid}" if hint else valid)
-                          + broken_hint(host, family, name))
+        raise unknown_component(host, family, name, source=source, key=key)
     return build_component(cls, params, source=source, key=key)
 
 

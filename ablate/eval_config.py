@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from ablate.components import coerce, param, param_infos, suggest
+from ablate.components import coerce, param, param_infos
 from ablate.config import RunConfig, check_keys
 from ablate.datasets import SCALINGS
 from ablate.errors import Collector, ConfigError
 from ablate.limits import MAX_SAMPLES
-from ablate.plugin_host import PluginHost, broken_hint, default_host
+from ablate.plugin_host import PluginHost, default_host, unknown_component
 from ablate.run_config import MAX_SEED
 
 
@@ -52,15 +52,10 @@ def parse_eval(table: Any, run: RunConfig | None, *, source: str | None, key: st
               for name, value in table.items() if name in infos}
     errors.raise_errors()
     config = EvalConfig(**values)
-    known = host.registry.names("metric")
     for name in config.metrics:
-        if name not in known:
-            hint = suggest(name, known)
-            valid = f"installed metrics: {', '.join(known) or 'none'}"
-            errors.add(ConfigError(f"unknown metric {name!r}", source=source,
-                                   key=f"{key}.metrics",
-                                   hint=(f"{hint} {valid}" if hint else valid)
-                                   + broken_hint(host, "metric", name)))
+        if host.registry.get("metric", name) is None:
+            errors.add(unknown_component(host, "metric", name, source=source,
+                                         key=f"{key}.metrics"))
     errors.attempt(check_metric_names, config.metrics, source=source, key=f"{key}.metrics")
     if run is None:
         errors.raise_errors()

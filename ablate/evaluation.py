@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from ablate.assembly import Assembly
-from ablate.components import suggest
 from ablate.datasets import Dataset, to_unit_range
 from ablate.errors import ConfigError
 from ablate.metrics import Metric, MetricInputs, MetricKey, MetricValue, bootstrap
-from ablate.plugin_host import PluginHost, default_host
+from ablate.plugin_host import PluginHost, default_host, unknown_component
 
 __all__ = ["MetricValue", "draw_samples", "evaluate", "evaluate_samples", "reported_keys",
            "resolve_metrics"]
@@ -44,10 +43,7 @@ def resolve_metrics(names: Sequence[str], host: PluginHost | None = None) -> lis
     for name in dict.fromkeys(names):
         cls = host.registry.get("metric", name)
         if cls is None:
-            close = suggest(name, known)
-            valid = f"installed metrics: {', '.join(known) or 'none'}"
-            raise ConfigError(f"unknown metric {name!r}", key="metrics",
-                              hint=f"{close} {valid}" if close else valid)
+            raise unknown_component(host, "metric", name, source=None, key="metrics")
         metrics.append(cls())
     return metrics
 

@@ -21,7 +21,7 @@ import pluggy
 
 from ablate import hookspecs
 from ablate.components import suggest
-from ablate.errors import PluginError
+from ablate.errors import ConfigError, PluginError
 from ablate.registry import FAMILIES, Family, Provenance, Registry, check_component
 
 ENTRY_POINT_GROUP = "ablate"
@@ -104,6 +104,18 @@ def broken_hint(host: PluginHost, family: str, name: str) -> str:
         names = ", ".join(f"{b.name!r} ({b.error})" for b in host.broken)
         return f"; broken plugins that may provide it: {names}"
     return ""
+
+
+def unknown_component(host: PluginHost, family: str, name: object, *, source: str | None,
+                      key: str) -> ConfigError:
+    """The error for a name that no loaded plugin registers in ``family``: the closest name,
+    every installed one, and the broken plugin that would have provided it."""
+    known = host.registry.names(family)
+    hint = suggest(str(name), known)
+    valid = f"installed {family} plugins: {', '.join(known) or 'none'}"
+    return ConfigError(f"unknown {family} {name!r}", source=source, key=key,
+                       hint=(f"{hint} {valid}" if hint else valid)
+                       + broken_hint(host, family, str(name)))
 
 
 def _allowed(name: str) -> bool:

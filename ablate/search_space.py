@@ -48,7 +48,7 @@ from optuna.trial import Trial
 from ablate.components import ParamInfo, coerce, param_infos, suggest
 from ablate.config import DEFAULT_COMPONENTS, check_keys, setting_infos
 from ablate.errors import ConfigError
-from ablate.plugin_host import PluginHost, broken_hint
+from ablate.plugin_host import PluginHost, unknown_component
 
 DISTRIBUTION_KEYS = ["low", "high", "log", "step", "values"]
 MAX_GRID_POINTS = 100_000
@@ -359,11 +359,7 @@ def _plugin_choice(family: str, spec: Any, host: PluginHost, *, source: str | No
     known = host.registry.names(family)
     for value in values:
         if not isinstance(value, str) or value not in known:
-            hint = suggest(str(value), known)
-            valid = f"installed {family} plugins: {', '.join(known)}"
-            raise ConfigError(f"unknown {family} {value!r}", source=source, key=key,
-                              hint=(f"{hint} {valid}" if hint else valid)
-                              + broken_hint(host, family, str(value)))
+            raise unknown_component(host, family, value, source=source, key=key)
     return SearchParam(f"run.{family}.name", f"{family}.name", (family, "name"),
                        CategoricalDistribution(values), family=family, plugins=tuple(values))
 

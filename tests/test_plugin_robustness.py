@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from ablate import cli, plugin_host
 from ablate.cli import app
 from ablate.config import parse_run
+from ablate.errors import ConfigError
+from ablate.evaluation import resolve_metrics
 
 runner = CliRunner()
 
@@ -202,6 +204,24 @@ def test_unknown_component_names_the_broken_plugin_that_provides_it(broken_plugi
     assert "unknown decoder 'robustness-wide'" in error
     assert "it comes from plugin 'clash', which is broken: schedule 'linear' is registered " \
            "twice" in error
+
+
+def test_a_searched_decoder_and_an_eval_metric_name_the_broken_plugins_too(broken_plugins,
+                                                                           tmp_path: Path):
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "b"\ntrials = 1\n[run]\nT = 10\nsteps = 2\n'
+                     'device = "cpu"\n[eval]\nmetrics = ["robustness-score"]\n[search]\n'
+                     '"run.decoder.name" = ["cnn", "robustness-wide"]\n', encoding="utf-8")
+    result = runner.invoke(app, ["run", str(study), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    errors = [" ".join(e.split()) for e in result.stderr.split("error: ")[1:]]
+    decoder = next(e for e in errors if "unknown decoder 'robustness-wide'" in e)
+    assert "it comes from plugin 'clash', which is broken" in decoder
+    metric = next(e for e in errors if "unknown metric 'robustness-score'" in e)
+    assert "broken plugins that may provide it: 'missing_dependency'" in metric
+    with pytest.raises(ConfigError, match="unknown metric 'robustness-score'.*broken plugins "
+                                          "that may provide it"):
+        resolve_metrics(["fid", "robustness-score"])  # ablate evaluate --metrics
 
 
 def test_contract_tests_fail_for_each_broken_plugin_of_the_package(broken_plugins):
