@@ -34,7 +34,7 @@ import torch
 
 import ablate
 from ablate.components import Component, build_component, param, suggest
-from ablate.errors import ConfigError, PluginError
+from ablate.errors import AblateError, ConfigError, PluginError
 from ablate.plugin_host import PluginHost, default_host
 from ablate.run_info import RunInfo
 
@@ -167,7 +167,7 @@ class TrackingObserver:
         if run.output_dir.name.startswith("replicate_"):
             tags["replicate"] = run.output_dir.name.removeprefix("replicate_")
         context = TrackingContext(self.context.experiment, self.context.store, tags)
-        self.sessions[run.output_dir] = [(t, t.open(run, context)) for t in self.trackers]
+        self.sessions[run.output_dir] = [(t, _opened(t, run, context)) for t in self.trackers]
 
     @ablate.hookimpl
     def step_end(self, run: RunInfo, step: int, loss: torch.Tensor) -> None:
@@ -189,6 +189,20 @@ class TrackingObserver:
     def run_end(self, run: RunInfo, status: str) -> None:
         for _, session in self.sessions.pop(run.output_dir, ()):
             session.close(status)
+
+
+class TrackerError(AblateError):
+    """A tracker could not start logging (an unreachable server, a bad tracking URI)."""
+
+    exit_code = 2
+
+
+def _opened(tracker: Tracker, run: RunInfo, context: TrackingContext) -> TrackerSession:
+    try:
+        return tracker.open(run, context)
+    except Exception as exc:  # the library's own error, whatever it is, as one clear line
+        raise TrackerError(f"tracker {tracker.name!r} could not start logging: "
+                           f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from exc
 
 
 @contextmanager

@@ -228,3 +228,14 @@ def test_the_documented_step_end_example_reads_the_loss_every_ten_steps(
     Trainer(tiny_config(steps=20), tmp_path / "run", host=host).run()
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step")]
     assert [line.split(":")[0] for line in printed] == ["step 10", "step 20"]
+
+
+def test_a_tracker_that_cannot_start_stops_the_run_with_one_line(tiny_run_file, tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(tiny_run_file.read_text(encoding="utf-8").replace(
+        "[run]\n", '[run]\ntrackers = [{name = "mlflow", tracking_uri = "nonsense://x"}]\n'),
+        encoding="utf-8")
+    result = runner.invoke(app, ["train", str(path), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "tracker 'mlflow' could not start logging" in result.output
+    assert "Traceback" not in result.output
