@@ -29,6 +29,8 @@ STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "interrupted": "KILLED
           "failed": "FAILED"}
 """ablate's run endings as MLflow run statuses (a pruned trial finished what it was asked)."""
 BATCH = 100  # MLflow takes at most 100 parameters per log_batch call
+URI_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+"""The tracking-store schemes MLflow 3 accepts (a plain path is a file store)."""
 MARKER = "mlflow_run.json"
 """Written into the run folder: a resumed run (``--resume``, a retried trial) goes on logging to
 the same MLflow run instead of starting another."""
@@ -42,6 +44,13 @@ class MLflow(Tracker):
     tracking_uri: str = param("", "MLflow tracking URI; empty = a local SQLite store under the "
                                   "run (or study) folder")
     experiment: str = param("", "experiment name; empty = the study's name, or 'ablate'")
+
+    def validate(self) -> None:
+        scheme = self.tracking_uri.split(":", 1)[0].split("+", 1)[0] if ":" in self.tracking_uri \
+            else "file"
+        if self.tracking_uri and scheme not in URI_SCHEMES:
+            raise ValueError(f"tracking_uri {self.tracking_uri!r} is not one MLflow can log to "
+                             f"(schemes: {', '.join(URI_SCHEMES)})")
 
     def open(self, run: RunInfo, context: TrackingContext) -> _Session:
         from mlflow.entities import Param

@@ -17,7 +17,14 @@ from ablate.cli import app
 from ablate.plugin_host import load_host
 from ablate.run_file import load_run_file
 from ablate.run_info import RunInfo
-from ablate.tracking import TrackingContext, TrackingObserver, parse_trackers, tracking
+from ablate.tracking import (
+    Tracker,
+    TrackerError,
+    TrackingContext,
+    TrackingObserver,
+    parse_trackers,
+    tracking,
+)
 from ablate.training import Trainer
 from tests.conftest import TINY_STUDY_RUN, tiny_config
 from tests.test_docs import example_of
@@ -230,12 +237,27 @@ def test_the_documented_step_end_example_reads_the_loss_every_ten_steps(
     assert [line.split(":")[0] for line in printed] == ["step 10", "step 20"]
 
 
-def test_a_tracker_that_cannot_start_stops_the_run_with_one_line(tiny_run_file, tmp_path):
+def test_an_mlflow_uri_of_no_known_scheme_fails_before_training(tiny_run_file, tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(tiny_run_file.read_text(encoding="utf-8").replace(
         "[run]\n", '[run]\ntrackers = [{name = "mlflow", tracking_uri = "nonsense://x"}]\n'),
         encoding="utf-8")
     result = runner.invoke(app, ["train", str(path), "-o", str(tmp_path / "r")])
     assert result.exit_code == 2
-    assert "tracker 'mlflow' could not start logging" in result.output
-    assert "Traceback" not in result.output
+    assert "run.trackers[0]: tracking_uri 'nonsense://x' is not one MLflow can log to" in \
+        result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_tracker_that_cannot_start_stops_the_run_with_one_line(tmp_path):
+    class Broken(Tracker):
+        name = "broken"
+
+        def open(self, run, context):
+            raise ConnectionError("server unreachable\nretried 5 times")
+
+    observer = TrackingObserver([Broken()], TrackingContext("x", tmp_path))
+    run = RunInfo(tiny_config(), tmp_path / "run", "cpu", 1)
+    with pytest.raises(TrackerError, match=r"^tracker 'broken' could not start logging: "
+                                           r"ConnectionError: server unreachable$"):
+        observer.run_start(run=run)
