@@ -12,6 +12,7 @@ from torch import nn
 import ablate
 from ablate.components import param
 from ablate.ema import Averager, EmaStrategy
+from ablate.hookspecs import Register
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class ExponentialAverage(Averager):
 
 
 @ablate.hookimpl
-def register_ema_strategies(register) -> None:
+def register_ema_strategies(register: Register) -> None:
     register(NoEma)
     register(Ema)
     register(WarmupEma)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import ablate
 from ablate.components import param
+from ablate.hookspecs import Register
 from ablate.lr_schedules import LrSchedule
 
 
@@ -53,6 +54,6 @@ class InverseSqrt(LrSchedule):
 
 
 @ablate.hookimpl
-def register_lr_schedules(register) -> None:
+def register_lr_schedules(register: Register) -> None:
     for schedule in (Constant, Cosine, InverseSqrt):
         register(schedule)

@@ -19,6 +19,7 @@ Everything is computed in float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,6 +31,7 @@ from ablate.components import param
 from ablate.datasets import Dataset, to_model_range
 from ablate.errors import ConfigError
 from ablate.features import REFERENCE_SPLIT, reference_embedding
+from ablate.hookspecs import Register
 from ablate.metrics import Estimator, Metric, MetricInputs, MetricKey
 
 # ---------------------------------------------------------------------------------------------
@@ -426,7 +428,8 @@ def reverse_variances(alpha_bar: torch.Tensor, variance: str,
     return torch.cat([beta_tilde[1:2], beta_tilde[1:]])
 
 
-def bound_terms(predict_x0, x: torch.Tensor, alpha_bar: torch.Tensor, variances: torch.Tensor,
+def bound_terms(predict_x0: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                alpha_bar: torch.Tensor, variances: torch.Tensor,
                 data_range: tuple[float, float], t: torch.Tensor, noise: torch.Tensor,
                 decoder_noise: torch.Tensor, betas: torch.Tensor | None = None) -> BoundTerms:
     """The negative ELBO terms of images ``x`` (B, C, H, W) from explicit random draws.
@@ -538,6 +541,6 @@ class Elbo(Metric):
 
 
 @ablate.hookimpl
-def register_metrics(register) -> None:
+def register_metrics(register: Register) -> None:
     for metric in (Fid, Kid, Precision, Recall, ClassifierScore, Elbo):
         register(metric)

@@ -10,6 +10,7 @@ import torch
 
 import ablate
 from ablate.components import param
+from ablate.hookspecs import Register
 from ablate.optimizers import Optimizer
 
 
@@ -66,6 +67,6 @@ class Sgd(Optimizer):
 
 
 @ablate.hookimpl
-def register_optimizers(register) -> None:
+def register_optimizers(register: Register) -> None:
     for optimizer in (Adam, AdamW, Sgd):
         register(optimizer)
