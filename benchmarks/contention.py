@@ -95,6 +95,10 @@ def main() -> None:
         ratio = loaded[p]["images_per_s"] / idle[p]["images_per_s"]
         print(f"{p:<14} {threads:>9} {idle[p]['images_per_s']:>11.1f} "
               f"{loaded[p]['images_per_s']:>13.1f} {ratio:>6.2f}")
+    speedup = [(loaded if stage else idle)["ablate"]["images_per_s"] /
+               (loaded if stage else idle)["torch-default"]["images_per_s"] for stage in (0, 1)]
+    print(f"ablate / torch-default: {speedup[0]:.2f}x without extra load, {speedup[1]:.2f}x "
+          f"with it")
     print("target: ablate's loaded/idle ratio >= 0.4 (a fair share is 0.5)")
 
 
