@@ -11,6 +11,7 @@ from typing import Any
 from ablate.components import Component, build_component, coerce, shown, suggest
 from ablate.errors import Collector, ConfigError
 from ablate.plugin_host import PluginHost, default_host, unknown_component
+from ablate.recipe import check_precision
 from ablate.run_config import DEFAULT_COMPONENTS, RunConfig, setting_infos
 
 
@@ -151,12 +152,5 @@ def _check_consistency(config: RunConfig, *, source: str | None, key: str) -> No
         raise ConfigError(f"subset ({config.subset}) is smaller than batch_size "
                           f"({config.batch_size})", source=source, key=f"{key}.subset",
                           hint="use a subset of at least one batch, or 0 for all images")
-    if config.precision == "fp16" and config.device in ("cpu", "mps"):
-        raise ConfigError(f"precision fp16 needs CUDA, but device is {config.device!r}",
-                          source=source, key=f"{key}.precision",
-                          hint="use bf16 (slow on a CPU) or fp32")
-
-
-def schedule_warnings(config: RunConfig) -> list[str]:
-    """Doubtful-but-valid choices worth telling the user about before training."""
-    return config.schedule.check(config.T)
+    if config.device in ("cpu", "mps"):  # the others are known once resolved (preflight)
+        check_precision(config.precision, config.device, source=source, key=f"{key}.precision")

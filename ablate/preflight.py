@@ -97,11 +97,7 @@ def _device(config: RunConfig, *, source: str, key: str) -> None:
         device = resolve_device(config.device)
     except ConfigError as exc:
         raise ConfigError(exc.message, source=source, key=f"{key}.device", hint=exc.hint) from None
-    try:
-        check_precision(config.precision, device)
-    except ConfigError as exc:
-        raise ConfigError(exc.message, source=source, key=f"{key}.precision",
-                          hint=exc.hint) from None
+    check_precision(config.precision, device.type, source=source, key=f"{key}.precision")
 
 
 def _data(config: RunConfig, *, source: str, key: str,

@@ -27,12 +27,14 @@ AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch
 Loss = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    """fp16 needs CUDA (its GradScaler and fast kernels); bf16 runs anywhere. Checked by the
-    preflight (``--dry-run`` included) and again here, for a recipe built directly."""
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"precision fp16 needs CUDA, but the run trains on {device.type}",
-                          key="run.precision", hint="use bf16 (slow on a CPU) or fp32")
+def check_precision(precision: str, device_type: str, *, source: str | None = None,
+                    key: str = "run.precision") -> None:
+    """fp16 needs CUDA (its GradScaler and fast kernels); bf16 runs anywhere. Checked when a
+    run file names its device, by the preflight (``--dry-run`` included) once ``auto`` is
+    resolved, and again here, for a recipe built directly."""
+    if precision == "fp16" and device_type != "cuda":
+        raise ConfigError(f"precision fp16 needs CUDA, but the run trains on {device_type}",
+                          source=source, key=key, hint="use bf16 (slow on a CPU) or fp32")
 
 
 class TrainingRecipe:
@@ -40,7 +42,7 @@ class TrainingRecipe:
 
     def __init__(self, config: RunConfig, model: nn.Module, device: torch.device,
                  total_steps: int) -> None:
-        check_precision(config.precision, device)
+        check_precision(config.precision, device.type)
         self.device = device
         self.channels_last = config.channels_last
         if self.channels_last:
