@@ -35,12 +35,32 @@ def describe(host: PluginHost, family: str | None = None) -> dict[str, Any]:
         families[name].sort(key=lambda c: c["name"])
     broken = [{"plugin": b.name, "source": b.distribution, "error": b.error}
               for b in host.broken]
-    return {"families": families, "broken": broken}
+    return {"families": families, "trackers": [] if family else _trackers(host),
+            "broken": broken}
+
+
+def _trackers(host: PluginHost) -> list[dict[str, Any]]:
+    """Experiment trackers (not a [run] family: switched on by trackers = [...] or --tracker)."""
+    from ablate.tracking import tracker_plugins
+
+    listed = []
+    for name, (cls, plugin) in tracker_plugins(host).items():
+        known = host.plugins.get(plugin)
+        listed.append({
+            "name": name, "summary": cls.summary(), "plugin": plugin,
+            "source": _source(known.distribution, known.version) if known else "",
+            "parameters": [{"name": p.name, "type": p.type_name, "default": p.default,
+                            "help": p.help} for p in param_infos(cls)]})
+    return listed
 
 
 def render(listing: dict[str, Any], console: Console) -> None:
-    for family, components in listing["families"].items():
-        table = Table(title=f"{family} plugins", title_justify="left", show_lines=True)
+    sections = {f"{family} plugins": components
+                for family, components in listing["families"].items()}
+    if listing.get("trackers"):
+        sections["experiment trackers (trackers = [...] or --tracker)"] = listing["trackers"]
+    for title, components in sections.items():
+        table = Table(title=title, title_justify="left", show_lines=True)
         table.add_column("component", style="bold cyan", no_wrap=True)
         table.add_column("plugin (source)")
         table.add_column("parameters")

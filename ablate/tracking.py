@@ -76,20 +76,27 @@ class TrackingContext:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+def tracker_plugins(host: PluginHost) -> dict[str, tuple[type[Tracker], str]]:
+    """Tracker classes by name, each with the name of the plugin that registered it."""
+    found: dict[str, tuple[type[Tracker], str]] = {}
+    for impl in host.manager.hook.register_trackers.get_hookimpls():
+
+        def register(cls: type[Tracker], plugin: str = impl.plugin_name) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Tracker)):
+                raise PluginError(f"plugin {plugin!r} registered {cls!r} as a tracker, but it is "
+                                  f"not a subclass of ablate.tracking.Tracker")
+            if cls.name in found:
+                raise PluginError(f"tracker {cls.name!r} is registered twice: by plugin "
+                                  f"{found[cls.name][1]!r} and by plugin {plugin!r}")
+            found[cls.name] = (cls, plugin)
+
+        impl.function(**{name: register for name in impl.argnames})
+    return dict(sorted(found.items()))
+
+
 def installed_trackers(host: PluginHost) -> dict[str, type[Tracker]]:
     """Tracker classes by name, as the plugins registered them."""
-    found: dict[str, type[Tracker]] = {}
-
-    def register(cls: type[Tracker]) -> None:
-        if not (isinstance(cls, type) and issubclass(cls, Tracker)):
-            raise PluginError(f"{cls!r} was registered as a tracker but is not a subclass of "
-                              f"ablate.tracking.Tracker")
-        if cls.name in found:
-            raise PluginError(f"tracker {cls.name!r} is registered twice")
-        found[cls.name] = cls
-
-    host.hook.register_trackers(register=register)
-    return dict(sorted(found.items()))
+    return {name: cls for name, (cls, _) in tracker_plugins(host).items()}
 
 
 def parse_trackers(value: Any, host: PluginHost, *, source: str | None,

@@ -261,3 +261,12 @@ def test_a_tracker_that_cannot_start_stops_the_run_with_one_line(tmp_path):
     with pytest.raises(TrackerError, match=r"^tracker 'broken' could not start logging: "
                                            r"ConnectionError: server unreachable$"):
         observer.run_start(run=run)
+
+
+def test_list_plugins_shows_the_trackers_with_their_settings():
+    result = runner.invoke(app, ["list-plugins", "--json"])
+    assert result.exit_code == 0
+    trackers = {t["name"]: t for t in json.loads(result.output)["trackers"]}
+    assert {"tensorboard", "mlflow", "wandb"} <= set(trackers)
+    assert trackers["mlflow"]["source"].startswith("built-in")
+    assert "tracking_uri" in [p["name"] for p in trackers["mlflow"]["parameters"]]
