@@ -50,8 +50,8 @@ def test_every_shipped_file_validates_against_its_schema(path):
     {"run": {"decoder": "no-such-decoder"}},
     {"run": {"trackers": ["tensorbord"]}},
     {"run": {}, "eval": {"metrics": ["fdi"]}},
-], ids=["unknown key", "below bound", "on an exclusive bound", "wrong type", "other plugin's parameter",
-        "unknown plugin", "unknown tracker", "unknown metric"])
+], ids=["unknown key", "below bound", "on an exclusive bound", "wrong type",
+        "other plugin's parameter", "unknown plugin", "unknown tracker", "unknown metric"])
 def test_mistakes_fail_the_run_schema(data):
     assert list(validator("run").iter_errors(data))
 
