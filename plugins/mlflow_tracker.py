@@ -1,6 +1,7 @@
 """The ``mlflow`` tracker: one MLflow run per training run, in a local store by default.
 
-Uses MLflow's client API (``MlflowClient``), which needs only ``mlflow-skinny``. Without a
+Uses MLflow's client API (``MlflowClient``), which needs only ``mlflow-skinny`` (its SQLite
+store runs on SQLAlchemy and alembic, which Optuna already brings). Without a
 ``tracking_uri`` the store is an SQLite database with its artifacts beside it, under
 ``<run folder>/mlflow`` for ``ablate train`` and ``<study folder>/mlflow`` for a study (its
 trials are runs of one experiment named after the study); nothing leaves the machine. Browse it
