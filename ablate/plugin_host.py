@@ -107,7 +107,7 @@ def broken_hint(host: PluginHost, family: str, name: str) -> str:
 
 
 def unknown_component(host: PluginHost, family: str, name: object, *, source: str | None,
-                      key: str) -> ConfigError:
+                      key: str | None) -> ConfigError:
     """The error for a name that no loaded plugin registers in ``family``: the closest name,
     every installed one, and the broken plugin that would have provided it."""
     known = host.registry.names(family)

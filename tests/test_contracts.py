@@ -77,7 +77,7 @@ def test_every_family_has_a_contract():
 
 
 def test_unknown_component_names_the_closest_installed_one():
-    with pytest.raises(ContractError, match="no schedule named 'cosin'.*did you mean 'cosine'"):
+    with pytest.raises(ContractError, match="unknown schedule 'cosin'.*did you mean 'cosine'"):
         check_schedule("cosin")
 
 

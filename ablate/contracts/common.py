@@ -8,10 +8,10 @@ from typing import Any, cast
 
 import torch
 
-from ablate.components import Component, build_component, coerce, param_infos, suggest
+from ablate.components import Component, build_component
 from ablate.datasets import Dataset
 from ablate.errors import AblateError
-from ablate.plugin_host import PluginHost, default_host
+from ablate.plugin_host import PluginHost, default_host, unknown_component
 from ablate.registry import FAMILIES
 
 
@@ -24,36 +24,19 @@ class ContractError(AssertionError):
 
 def resolve(family: str, name: str, params: Mapping[str, Any] | None,
             host: PluginHost | None) -> Component:
-    """The installed component ``name`` built with ``params``, its declaration checked."""
+    """The installed component ``name`` built with ``params``."""
     host = host or default_host()
     if family not in FAMILIES:
         raise ContractError(f"unknown family {family!r}; the families are "
                             f"{', '.join(FAMILIES)}")
     cls = host.registry.get(family, name)
-    if cls is None:
-        raise ContractError(_not_installed(host, family, name))
-    for info in param_infos(cls):
-        if not info.help:
-            raise ContractError(f"{family} {name!r}: parameter {info.name!r} has no help text; "
-                                f"declare it with ablate.components.param(default, help)")
-        try:
-            coerce(info, info.default, source=None, key=info.name)
-        except AblateError as exc:
-            raise ContractError(f"{family} {name!r}: the default of parameter {info.name!r} is "
-                                f"not a valid value of its declaration: {exc}") from None
+    if cls is None:  # its declaration (help, defaults in bounds) was checked at registration
+        raise ContractError(str(unknown_component(host, family, name, source=None, key=None)))
     try:
         return build_component(cls, params or {}, source=None, key="params")
     except AblateError as exc:
         given = f"parameters {dict(params)}" if params else "its defaults"
         raise ContractError(f"{family} {name!r} cannot be built with {given}: {exc}") from None
-
-
-def _not_installed(host: PluginHost, family: str, name: str) -> str:
-    message = f"no {family} named {name!r} is installed"
-    broken = "; ".join(f"plugin {b.name!r} ({b.distribution}) is broken: {b.error}"
-                       for b in host.broken)
-    hint = suggest(name, host.registry.names(family))
-    return "; ".join(part for part in (message, hint, broken) if part)
 
 
 def violation(component: Component, rule: str) -> ContractError:
