@@ -47,7 +47,7 @@ from optuna.trial import Trial
 
 from ablate.components import ParamInfo, coerce, param_infos, suggest
 from ablate.config import DEFAULT_COMPONENTS, check_keys, setting_infos
-from ablate.errors import ConfigError
+from ablate.errors import Collector, ConfigError
 from ablate.plugin_host import PluginHost, unknown_component
 
 DISTRIBUTION_KEYS = ["low", "high", "log", "step", "values"]
@@ -290,20 +290,30 @@ def parse_search(table: Any, base_table: Mapping[str, Any], *, source: str | Non
     base_names = {family: base_table[family]["name"] for family in DEFAULT_COMPONENTS}
     candidates = {family: [name] for family, name in base_names.items()}
     params: list[SearchParam] = []
-    for dotted, spec in entries.items():
-        parts = dotted.split(".")
-        if len(parts) == 3 and parts[0] == "run" and parts[1] in DEFAULT_COMPONENTS \
-                and parts[2] == "name":
-            param = _plugin_choice(parts[1], spec, host, source=source, key=f"{key}.{dotted}")
-            candidates[parts[1]] = list(param.distribution.choices)
+    errors = Collector()  # every wrong key at once; plugin choices first, the rest depend on them
+    choices = {dotted: spec for dotted, spec in entries.items() if _chooses_plugin(dotted)}
+    for dotted, spec in choices.items():
+        param = errors.attempt(_plugin_choice, dotted.split(".")[1], spec, host, source=source,
+                               key=f"{key}.{dotted}")
+        if param is not None:
+            candidates[param.family] = list(param.distribution.choices)
             params.append(param)
+    errors.raise_errors()
     for dotted, spec in entries.items():
-        if dotted.endswith(".name") and any(p.key == dotted for p in params):
-            continue
-        params.append(_parameter(dotted, spec, candidates, host, source=source,
-                                 key=f"{key}.{dotted}"))
+        if dotted not in choices:
+            param = errors.attempt(_parameter, dotted, spec, candidates, host, source=source,
+                                   key=f"{key}.{dotted}")
+            params += [param] if param is not None else []
+    errors.raise_errors()
     _check_duplicates(params, source=source, key=key)
     return SearchSpace(tuple(params), base_table, base_names, host)
+
+
+def _chooses_plugin(dotted: str) -> bool:
+    """``run.<family>.name``: the key that searches which plugin of a family a trial uses."""
+    parts = dotted.split(".")
+    return len(parts) == 3 and parts[0] == "run" and parts[1] in DEFAULT_COMPONENTS \
+        and parts[2] == "name"
 
 
 def parse_constraints(value: Any, space: SearchSpace, *, source: str | None,

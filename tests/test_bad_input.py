@@ -223,6 +223,24 @@ def test_eval_and_search_mistakes_are_reported_together_once_run_is_right(tmp_pa
             "study.sampler"} <= keys, keys
 
 
+def test_every_wrong_search_key_is_reported_at_once(tmp_path: Path):
+    text = SEVERAL_MISTAKES.replace("T = 0\nlr = \"fast\"\n", "").replace("chanels", "channels")
+    text += ('"run.T" = {low = 5, high = inf}\n"run.lr_schedule.warmup_step" = [0, 10]\n'
+             '"run.optimizer.name" = ["adam", "lion"]\n')
+    path = tmp_path / "several.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_study_file(path)
+    keys = {e.key for e in caught.value.errors}
+    assert "search.run.optimizer.name" in keys, keys  # a wrong plugin choice stops the rest,
+    assert "search.run.T.high" not in keys  # whose checks depend on which plugins are searched
+    path.write_text(text.replace('"adam", "lion"', '"adam", "sgd"'), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_study_file(path)
+    keys = {e.key for e in caught.value.errors}
+    assert {"search.run.lrr", "search.run.T.high", "search.run.lr_schedule.warmup_step"} <= keys
+
+
 def test_a_run_file_with_several_mistakes_reports_every_one_before_training(tmp_path: Path):
     path = tmp_path / "several.run.toml"
     path.write_text('[run]\nT = -1\nbatch_sise = 8\nscaling = "centred"\n'
