@@ -326,22 +326,26 @@ def parse_constraints(value: Any, space: SearchSpace, *, source: str | None,
     for p in space.params:
         if p.chooses_plugin:
             candidates[p.family] = list(p.distribution.choices)
-    constraints = []
-    for i, text in enumerate(value):
-        where = f"{key}[{i}]"
-        match = _CONSTRAINT.match(text)
-        if not match:
-            raise ConfigError(f"cannot read constraint {text!r}", source=source, key=where,
-                              hint="write KEY OP KEY or KEY OP NUMBER with OP one of "
-                                   "< <= > >= == !=")
-        left, op, right = match.groups()
-        sides = [_operand(s, candidates, space.host, source=source, key=where)
-                 for s in (left, right)]
-        if all(s.key is None for s in sides):
-            raise ConfigError(f"constraint {text!r} compares two numbers", source=source,
-                              key=where, hint="name at least one run.* key")
-        constraints.append(Constraint(text, sides[0], op, sides[1]))
-    return tuple(constraints)
+    errors = Collector()  # every wrong constraint at once
+    constraints = [errors.attempt(_constraint, text, candidates, space.host, source=source,
+                                  key=f"{key}[{i}]") for i, text in enumerate(value)]
+    errors.raise_errors()
+    return tuple(c for c in constraints if c is not None)
+
+
+def _constraint(text: str, candidates: Mapping[str, list[str]], host: PluginHost, *,
+                source: str | None, key: str) -> Constraint:
+    match = _CONSTRAINT.match(text)
+    if not match:
+        raise ConfigError(f"cannot read constraint {text!r}", source=source, key=key,
+                          hint="write KEY OP KEY or KEY OP NUMBER with OP one of "
+                               "< <= > >= == !=")
+    left, op, right = match.groups()
+    sides = [_operand(s, candidates, host, source=source, key=key) for s in (left, right)]
+    if all(s.key is None for s in sides):
+        raise ConfigError(f"constraint {text!r} compares two numbers", source=source,
+                          key=key, hint="name at least one run.* key")
+    return Constraint(text, sides[0], op, sides[1])
 
 
 def _flatten(table: Mapping[str, Any], *, source: str | None, key: str,

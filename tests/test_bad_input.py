@@ -241,6 +241,17 @@ def test_every_wrong_search_key_is_reported_at_once(tmp_path: Path):
     assert {"search.run.lrr", "search.run.T.high", "search.run.lr_schedule.warmup_step"} <= keys
 
 
+def test_every_wrong_constraint_is_reported_at_once(tmp_path: Path):
+    study = {**VALID, "study": {**VALID["study"], "constraints": [
+        "run.lrr < 1", "1 < 2", "run.lr <= 0.1", "run.lr << 3"]}}
+    path = tmp_path / "study.toml"
+    path.write_text(toml_document(study), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_study_file(path)
+    assert [e.key for e in caught.value.errors] == ["study.constraints[0]", "study.constraints[1]",
+                                                    "study.constraints[3]"]
+
+
 def test_a_run_file_with_several_mistakes_reports_every_one_before_training(tmp_path: Path):
     path = tmp_path / "several.run.toml"
     path.write_text('[run]\nT = -1\nbatch_sise = 8\nscaling = "centred"\n'
