@@ -190,14 +190,15 @@ def _names(keys: list[str]) -> str:
 
 def check_optimizer_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
     """After loading: every state tensor is a scalar or has its parameter's shape (as the
-    states of Adam, AdamW and SGD do), and is finite. ``load_state_dict`` checks neither, and a
-    wrong shape would fail only at the next step, inside torch."""
+    states of Adam, AdamW and SGD do; torch's step counts are scalars), and is finite.
+    ``load_state_dict`` checks neither, and a wrong shape would fail only at the next step,
+    inside torch."""
     for group in optimizer.param_groups:
         for parameter in group["params"]:
             for name, value in optimizer.state.get(parameter, {}).items():
                 if not isinstance(value, torch.Tensor):
                     continue
-                if value.dim() > 0 and value.shape != parameter.shape:
+                if value.dim() > 0 and (value.shape != parameter.shape or name == "step"):
                     raise CheckpointError(
                         f"{path} has a damaged optimiser state: {name!r} is "
                         f"{tuple(value.shape)} for a parameter of {tuple(parameter.shape)}")

@@ -162,6 +162,8 @@ CRAFTED_META = {  # name -> (craft(tensors, meta) -> (tensors, meta), commands t
     "rng_noise_short": (_replace_first("rng.noise", lambda v: v[:10]), (RESUME,)),
     "rng_global_empty": (_replace_first("rng.global", lambda v: v[:0]), (RESUME,)),
     "optim_state_wrong_shape": (_replace_first("optim.", lambda v: torch.zeros(1)), (RESUME,)),
+    "optim_step_not_a_scalar": (_tensors(lambda t: t.__setitem__(
+        "optim.0.step", torch.zeros_like(t["optim.0.exp_avg"]))), (RESUME,)),
     "optim_state_bad_index": (_tensors(lambda t: t.__setitem__("optim.x.exp_avg",
                                                                torch.zeros(1))), (RESUME,)),
 }
