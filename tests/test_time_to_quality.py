@@ -10,16 +10,10 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "time_to_quality.py"
-TINY = """[run]
-T = 10
-steps = 6
-batch_size = 16
-subset = 64
-grid_size = 4
-device = "cpu"
-decoder = {name = "cnn", channels = [4, 8], time_hidden = 16}
+from tests.conftest import TINY_STUDY_RUN
 
+BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "time_to_quality.py"
+TINY = TINY_STUDY_RUN.replace("steps = 8", "steps = 6") + """
 [eval]
 metrics = ["fid"]
 samples = 20
