@@ -514,9 +514,13 @@ class Elbo(Metric):
                       betas: torch.Tensor) -> torch.Tensor:
         """Bits per dimension per image. ``alpha_bar`` and ``betas`` are the schedule's float64
         values: the process keeps float32 ones, whose alpha_bar underflows to 0 for steep
-        schedules (linear beta_max 0.5, T 1000) and would make every coefficient 0 / 0."""
+        schedules (linear beta_max 0.5, T 1000) and would make every coefficient 0 / 0. MPS has
+        no float64: there the bound is computed on the CPU and only the network runs on MPS."""
         was_training = model.training
         model.eval()
+        network_device = images.device
+        if network_device.type == "mps":
+            images = images.cpu()
         alpha_bar, betas = alpha_bar.to(images.device), betas.to(images.device)
         variances = reverse_variances(alpha_bar, process.settings.variance, betas)
         generator = torch.Generator(images.device).manual_seed(seed)
@@ -524,7 +528,9 @@ class Elbo(Metric):
         dims = images[0].numel()
 
         def predict_x0(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return process.predict_eps_and_x0(model, z_t, t)[1]
+            x0 = process.predict_eps_and_x0(model, z_t.to(network_device),
+                                            t.to(network_device))[1]
+            return x0.to(z_t.device)
 
         totals = []
         for batch in images.split(self.batch_size):
