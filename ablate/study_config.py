@@ -550,17 +550,20 @@ def _algorithm(value: Any, known: Mapping[str, type[Options]], *, source: str,
 def _check_pruner_budget(pruner: Algorithm, base: RunConfig, space: SearchSpace, *,
                          source: str) -> None:
     """A pruner's resources are epochs: they must fit in what a trial trains. Checked where the
-    epochs are fixed (no steps budget, epochs not searched)."""
-    if base.steps or any(p.key == "run.epochs" for p in space.params):
+    file fixes the epochs: none of their inputs searched, and a steps budget only over a
+    subset (the whole dataset's size is the machine's to say)."""
+    inputs = ("run.epochs", "run.steps", "run.subset", "run.batch_size")
+    if any(p.key in inputs for p in space.params) or (base.steps and not base.subset):
         return
+    epochs = -(-base.steps // (base.subset // base.batch_size)) if base.steps else base.epochs
     options = pruner.options
     for name in ("min_resource", "max_resource"):
         value = getattr(options, name, None)
-        if isinstance(value, int) and value > base.epochs:
-            raise ConfigError(f"{name} ({value}) is above the {base.epochs} epochs a trial "
+        if isinstance(value, int) and value > epochs:
+            raise ConfigError(f"{name} ({value}) is above the {epochs} epochs a trial "
                               f"trains: no trial would reach it", source=source,
                               key=f"study.pruner.{name}",
-                              hint=f"use at most {base.epochs}, or leave it to auto")
+                              hint=f"use at most {epochs}, or leave it to auto")
 
 
 def _check_combination(sampler: Algorithm, pruner: Algorithm, objectives: tuple[Objective, ...],
