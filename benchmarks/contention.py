@@ -3,11 +3,11 @@
 The quickstart's model (configs/quick.toml: the coursework CNN, batch 64, lr 1e-3) trains a fixed
 number of steps with the engine, once with the machine as it is and once under a fixed competing
 load (``--load`` busy processes started here), with torch's defaults (one thread per core,
-spin-waiting) and with ablate's thread policy (ablate.threads: passive waiting, threads for the
-cores left free), side by side in one run. Each measurement is a fresh process, since the wait
-policy must be set before torch starts its OpenMP runtime. Prints images/s, the loaded/idle
-ratio of each policy and the load average at each stage (target for ablate: >= 0.4 of idle
-under a 2-process load; a fair share of 2 cores is 0.5).
+spin-waiting) and with ablate's thread policy (ablate.threads: passive waiting when other work
+runs, a thread per usable core), side by side in one run. Each measurement is a fresh process,
+since the wait policy must be set before torch starts its OpenMP runtime. Prints images/s, the
+loaded/idle ratio of each policy and the load average at each stage (target for ablate: >= 0.4
+of idle under a 2-process load; a fair share of 2 cores is 0.5).
 
     python benchmarks/contention.py [--steps 16] [--batch 64] [--load 2]
 """
