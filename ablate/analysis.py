@@ -577,17 +577,24 @@ def rank_checks(data: StudyData, notes: list[str]) -> list[RankCheck]:
 def finding(param: SearchParam, budgets: Sequence[Budget], objective: str) -> Finding:
     """A factor's effect on the objective at the largest budget that supports it: where it
     took two values among at least SUPPORT trials (two trials that differ in several factors
-    would credit each of them with the same difference), or else among any."""
+    would credit each of them with the same difference), or else among any; a budget where
+    another factor splits the trials the same way is used only if no other budget tests it."""
     varied = [b for b in budgets if b.factor(param.name) is not None
               and any(e.factor == param.name and e.metric == objective for e in b.effects)]
     backed = [b for b in varied
               if sum(len(level.members) for level in b.factor(param.name).levels) >= SUPPORT]
-    for budget in reversed(backed or varied):
+    candidates = list(reversed(backed or varied))
+    separable = [b for b in candidates if not confounded_with(b, param.name)]
+    for budget in separable or candidates:
         f = budget.factor(param.name)
         effects = [e for e in budget.effects if e.factor == param.name and e.metric == objective]
         strongest = max(effects, key=lambda e: abs(e.effect.estimate))
         trials = sum(len(level.members) for level in f.levels)
         where = f"at epoch {budget.epoch} ({_trials(trials)})"
+        if confounds := confounded_with(budget, param.name):
+            summary = (f"confounded with {', '.join(confounds)} {where}: the same trials "
+                       f"split both, so the difference belongs to neither alone")
+            return Finding(param.name, param.key, "unclear", summary, strongest, budget, trials)
         if strongest.verdict != "unclear" and strongest.effect.informative:
             change = "lowers" if strongest.effect.estimate < 0 else "raises"
             summary = (f"{strongest.level} {change} {objective} by "
@@ -599,6 +606,17 @@ def finding(param: SearchParam, budgets: Sequence[Budget], objective: str) -> Fi
         return Finding(param.name, param.key, "unclear", summary, strongest, budget, trials)
     return Finding(param.name, param.key, "not tested",
                    "took one value among the trials at every budget", None, None, 0)
+
+
+def confounded_with(budget: Budget, name: str) -> list[str]:
+    """The other factors that split this budget's trials into the same groups as ``name``:
+    their effects are one and the same difference, which the set cannot attribute."""
+
+    def groups(f: Factor) -> frozenset[frozenset[int]]:
+        return frozenset(frozenset(level.members) for level in f.levels)
+
+    mine = groups(budget.factor(name))
+    return [f.key for f in budget.factors if f.name != name and groups(f) == mine]
 
 
 def rank_findings(findings: Sequence[Finding]) -> list[Finding]:

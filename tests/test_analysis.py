@@ -15,12 +15,14 @@ from optuna.distributions import FloatDistribution
 from scipy import stats
 
 from ablate.analysis import (
+    Budget,
     MetricInfo,
     StudyData,
     TrialData,
     difference,
     effect,
     factor,
+    finding,
     rank_checks,
     verdict,
 )
@@ -204,3 +206,28 @@ def test_an_interval_stays_inside_what_the_metric_can_take():
 def test_an_estimate_outside_the_range_stays_inside_its_own_interval():
     kid = mean_interval(np.array([-0.5]), np.array([1.0]), lowest=0.0)  # unbiased KID < 0
     assert kid.low == -0.5 <= kid.estimate <= kid.high
+
+
+def test_a_factor_is_not_credited_with_a_difference_it_shares_with_another():
+    """At epoch 3 the only trials left change lr and beta together: the headline takes lr's
+    effect from epoch 1, where the two vary apart, and calls it confounded where they don't."""
+    beta = SimpleNamespace(name="beta", key="run.beta", distribution=FloatDistribution(0.01, 0.5))
+
+    def budget(points: list[tuple[float, float]], epoch: int) -> Budget:
+        trials = [trial(n, {"lr": lr, "beta": b},
+                        {m.name: [10.0 + 30.0 * (lr == 1e-2)] for m in METRICS},
+                        errors={m.name: [1.0] for m in METRICS},
+                        baseline="base" if n == 0 else None)
+                  for n, (lr, b) in enumerate(points)]
+        data = StudyData(None, None, trials, METRICS, 1, True, epoch)
+        factors = [f for p in (lr_param(), beta) if (f := factor(data, p)) is not None]
+        effects = [effect(data, f, i, "fid") for f in factors
+                   for i in range(len(f.levels)) if i != f.reference]
+        return Budget(epoch, data, factors, {}, effects, {}, [], [])
+
+    crossed = budget([(1e-3, 0.02), (1e-2, 0.02), (1e-3, 0.1), (1e-2, 0.1)], 1)
+    together = budget([(1e-3, 0.02), (1e-2, 0.1), (1e-2, 0.1)], 3)
+    lr = finding(lr_param(), [crossed, together], "fid")
+    assert (lr.verdict, lr.budget.epoch) == ("clear", 1)
+    alone = finding(lr_param(), [together], "fid")
+    assert alone.verdict == "unclear" and "confounded with run.beta at epoch 3" in alone.summary
