@@ -255,9 +255,10 @@ def render_plan(spec: StudySpec, console: Console, *, done: int | None) -> None:
     for name, value in lines:
         console.print(f"[bold]{name:>9}[/] {escape(value)}", soft_wrap=True)
     table = Table(title="search space", title_justify="left")
-    table.add_column("key", style="bold cyan")
-    table.add_column("distribution")
-    table.add_column("searched when")
+    # folded, never cut: a truncated key ("run.degradation.gaussi...") names no parameter
+    table.add_column("key", style="bold cyan", overflow="fold")
+    table.add_column("distribution", overflow="fold")
+    table.add_column("searched when", overflow="fold")
     for p in spec.space.params:
         table.add_row(escape(p.key), escape(p.describe()), escape(p.condition() or "always"))
     if spec.space.params:

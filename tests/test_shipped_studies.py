@@ -29,4 +29,5 @@ def test_study_dry_runs_without_training(path: Path, tmp_path: Path, monkeypatch
     result = runner.invoke(app, ["run", str(path), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "nothing was trained" in " ".join(result.output.split())
+    assert "\u2026" not in result.output, "the plan folds long keys, never cuts them"
     assert not any(tmp_path.iterdir()), "a dry run must not write anything"
