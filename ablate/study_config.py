@@ -48,7 +48,7 @@ from ablate.search_space import (
     parse_search,
 )
 from ablate.storage import Heartbeat, masked
-from ablate.study_view import check_name, default_storage
+from ablate.study_view import Objective, StudyLayout, check_name, default_storage
 from ablate.tracking import Tracker, flat_config, parse_trackers
 
 if TYPE_CHECKING:
@@ -252,12 +252,6 @@ PRUNERS: dict[str, type[Options]] = {
 
 
 @dataclass(frozen=True)
-class Objective:
-    metric: str
-    direction: str
-
-
-@dataclass(frozen=True)
 class Algorithm:
     """A sampler or pruner by name, with its validated options."""
 
@@ -274,7 +268,7 @@ class Baseline:
 
 
 @dataclass(frozen=True)
-class StudySpec:
+class StudySpec(StudyLayout):
     """A validated study file."""
 
     path: Path
@@ -304,18 +298,6 @@ class StudySpec:
     @property
     def source(self) -> str:
         return str(self.path)
-
-    @property
-    def multi_objective(self) -> bool:
-        return len(self.objectives) > 1
-
-    @property
-    def trials_dir(self) -> Path:
-        return self.folder / "trials"
-
-    @property
-    def artifacts_dir(self) -> Path:
-        return self.folder / "artifacts"
 
     def trial_seed(self, number: int) -> int:
         """The base seed of trial ``number``: its replicate r trains with base + r."""

@@ -40,13 +40,10 @@ class Objective:
     direction: str
 
 
-@dataclass(frozen=True)
-class StudyView:
-    """What the study table needs of a study (a ``StudySpec`` offers the same)."""
+class StudyLayout:
+    """What a study's folder and objectives give: the same for a ``StudyView`` and a
+    ``StudySpec``, which both hold ``folder`` and ``objectives``."""
 
-    path: Path
-    name: str
-    storage: str
     folder: Path
     objectives: tuple[Objective, ...]
 
@@ -61,6 +58,17 @@ class StudyView:
     @property
     def artifacts_dir(self) -> Path:
         return self.folder / "artifacts"
+
+
+@dataclass(frozen=True)
+class StudyView(StudyLayout):
+    """What the study table needs of a study (a ``StudySpec`` offers the same)."""
+
+    path: Path
+    name: str
+    storage: str
+    folder: Path
+    objectives: tuple[Objective, ...]
 
 
 def check_name(value: Any, *, source: str) -> str:
