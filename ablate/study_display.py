@@ -199,6 +199,9 @@ def trial_rows(spec: StudySpec | StudyView, study: optuna.Study,
 
 def render_table(spec: StudySpec | StudyView, rows: list[dict[str, Any]],
                  console: Console) -> None:
+    """One row per trial. A column per parameter where they fit the terminal; otherwise (a
+    wide search space) one "parameters" column of ``key=value`` lines, since columns folded a
+    letter wide name nothing."""
     table = Table(title=f"study {spec.name}: {len(rows)} trials, best first",
                   title_justify="left")
     table.add_column("#", justify="right")
@@ -206,18 +209,27 @@ def render_table(spec: StudySpec | StudyView, rows: list[dict[str, Any]],
     for o in spec.objectives:
         table.add_column(f"{o.metric} ({o.direction[:3]})", justify="right")
     params = sorted({name for row in rows for name in row["params"]})
-    for name in params:
-        table.add_column(name, overflow="fold")
+    value_cells = [[_value_cell(row, o.metric) for o in spec.objectives] for row in rows]
+    per_column = _fits(console.width, params, rows, value_cells)
+    if per_column:
+        for name in params:
+            table.add_column(name, overflow="fold")
+    else:
+        longest = max((len(f"{n}={_short(r['params'][n])}") for r in rows for n in r["params"]),
+                      default=10)
+        table.add_column("parameters", overflow="fold", min_width=min(longest, console.width // 2))
     table.add_column("time", justify="right")
     table.add_column("note", overflow="fold")
-    for row in rows:
+    for row, values in zip(rows, value_cells, strict=True):
         outcome = row["outcome"] + (" *" if row["pareto"] else "")
         style = OUTCOME_STYLE.get(row["outcome"], "")
-        cells = [str(row["number"]), f"[{style}]{outcome}[/]" if style else outcome]
-        for o in spec.objectives:
-            cells.append(_value_cell(row, o.metric))
-        cells += [escape(_short(row["params"][n])) if n in row["params"] else "-"
-                  for n in params]
+        cells = [str(row["number"]), f"[{style}]{outcome}[/]" if style else outcome, *values]
+        if per_column:
+            cells += [escape(_short(row["params"][n])) if n in row["params"] else "-"
+                      for n in params]
+        else:
+            cells.append(escape("\n".join(f"{n}={_short(row['params'][n])}" for n in params
+                                          if n in row["params"])))
         cells.append(f"{row['seconds']:.0f} s")
         note = row["reason"] or (f"baseline {row['baseline']}" if row["baseline"] else "")
         cells.append(escape(note))
@@ -327,6 +339,22 @@ def _value_cell(row: dict[str, Any], metric: str) -> str:
     if interval:
         return f"{value:.4g} [{interval[0]:.4g}, {interval[1]:.4g}]"
     return f"{value:.4g}"
+
+
+def _fits(width: int, params: list[str], rows: list[dict[str, Any]],
+          value_cells: list[list[str]]) -> bool:
+    """Whether a column per parameter, each as wide as its name or widest value, fits in
+    ``width`` beside the fixed columns (number, outcome, objectives, time, a short note)."""
+    def widest(header: str, cells: list[str]) -> int:
+        return max([len(header), *map(len, cells)]) + 3  # padding and the rule
+
+    fixed = [widest("#", [str(r["number"]) for r in rows]),
+             widest("outcome", [r["outcome"] + " *" for r in rows]),
+             *(widest("objective", list(column)) for column in zip(*value_cells, strict=True)),
+             widest("time", ["00000 s"]), 20]
+    searched = [widest(n, [_short(r["params"][n]) for r in rows if n in r["params"]])
+                for n in params]
+    return sum(fixed) + sum(searched) <= width
 
 
 def _last_reported(trial: FrozenTrial) -> float | None:
