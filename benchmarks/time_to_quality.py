@@ -202,7 +202,7 @@ def train_segment(config: RunConfig, run_dir: Path, target: int, total_steps: in
 def table(outcomes: Sequence[Outcome], floor_fid: float) -> str:
     """One markdown row per recipe: images / CPU-s / wall-s to each target, or why not."""
     goals = targets(floor_fid)
-    lines = ["| recipe | " + " | ".join(goal.label for goal in goals) + " | best FID |",
+    lines = ["| recipe | " + " | ".join(goal.label for goal in goals) + " | best FID (where) |",
              "|---" * (len(goals) + 2) + "|"]
     for outcome in outcomes:
         cells = []
@@ -215,8 +215,10 @@ def table(outcomes: Sequence[Outcome], floor_fid: float) -> str:
                 cells.append("not reached within budget")
             else:
                 cells.append("not reached (run ended)")
-        fids = [p.fid for p in outcome.points if math.isfinite(p.fid)]
-        best = f"{min(fids):.1f}" if fids else "-"
+        scored = [p for p in outcome.points if math.isfinite(p.fid)]
+        top = min(scored, key=lambda p: p.fid) if scored else None
+        best = f"{top.fid:.1f} ({top.images:,} images, {top.train_cpu_s:.0f} CPU-s)" if top \
+            else "-"
         lines.append(f"| {outcome.name} | " + " | ".join(cells) + f" | {best} |")
     return "\n".join(lines)
 
