@@ -14,7 +14,8 @@ training digits (``ablate.floor``); each threshold is reached at the first score
 below it, so the figures are upper bounds with the resolution of ``--every``.
 
     python benchmarks/time_to_quality.py configs/coursework.toml configs/unet_quick.toml \\
-        configs/fast.toml [--every 16000] [--samples 1000] [--budget 3600] [--out runs/ttq]
+        configs/fast.toml [--every 16000] [--samples 1000] [--budget 3600] [--out runs/ttq] \\
+        [--plot docs/figures/time_to_quality.png]
 
 Run it on a quiet machine: the figures are CPU and wall time.
 """
@@ -223,6 +224,30 @@ def table(outcomes: Sequence[Outcome], floor_fid: float) -> str:
     return "\n".join(lines)
 
 
+def plot(outcomes: Sequence[Outcome], floor_fid: float, path: Path) -> None:
+    """FID against training CPU-seconds, one line per recipe, log FID, the thresholds dashed."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.2), layout="constrained")
+    axes = figure.add_subplot()
+    for outcome in outcomes:
+        points = [p for p in outcome.points if math.isfinite(p.fid)]
+        axes.plot([p.train_cpu_s / 60 for p in points], [p.fid for p in points], marker="o",
+                  markersize=3, label=outcome.name)
+    for multiple in (1.0, *FID_MULTIPLES):
+        axes.axhline(multiple * floor_fid, color="grey", linewidth=0.8,
+                     linestyle="-" if multiple == 1 else "--")
+        axes.annotate(f"{multiple:g}x floor", (1.0, multiple * floor_fid),
+                      xycoords=("axes fraction", "data"), xytext=(-4, 2),
+                      textcoords="offset points", ha="right", fontsize=8, color="grey")
+    axes.set_yscale("log")
+    axes.set_xlabel("training CPU-minutes")
+    axes.set_ylabel("FID (lower is better)")
+    axes.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=150)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipes", nargs="+", type=Path, help="run files to compare")
@@ -238,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sampling steps when the run file has no [eval] table")
     parser.add_argument("--floor-draws", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/time_to_quality"))
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="also draw FID against training CPU time to this PNG")
     args = parser.parse_args(argv)
     # torch's optimisers import its compiler stack on first use (seconds, once per process):
     # pay for it here rather than in the first recipe's training time
@@ -255,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nTime to quality (n = {args.samples} samples; images seen, training CPU-seconds, "
           f"training wall seconds; scored every {args.every:,} images):\n")
     print(table(outcomes, floor.mean))
+    if args.plot:
+        plot(outcomes, floor.mean, args.plot)
+        print(f"\nplot: {args.plot}")
     return 0
 
 

@@ -52,7 +52,9 @@ def test_recipes_are_scored_every_interval_and_compared_in_one_table(benchmark, 
     assert "| tiny_a |" in out and "| tiny_b |" in out and "FID <= 2x floor" in out
     assert "not reached (run ended)" in out  # six steps on 64 digits draw no digits
 
-    assert benchmark.main(run(benchmark, tmp_path, *recipes)) == 0  # resumes: nothing to do
+    figure = tmp_path / "ttq.png"
+    assert benchmark.main([*run(benchmark, tmp_path, *recipes), "--plot", str(figure)]) == 0
+    assert figure.read_bytes().startswith(b"\x89PNG")  # resumed: drawn from the logged points
     assert len(log.read_text(encoding="utf-8").splitlines()) == 3
     assert "tiny_a: " not in capsys.readouterr().out  # no new point was scored
 
