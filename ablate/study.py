@@ -72,6 +72,7 @@ from ablate.study_budget import (
     done,
     duration,
     remaining,
+    spent_seconds,
 )
 from ablate.study_config import StudySpec
 from ablate.tracking import TrackingContext, tracking
@@ -124,7 +125,8 @@ def environment_problem(exc: BaseException | None) -> str | None:
 class StudyReporter(Reporter, Protocol):
     """A Trainer reporter that is also told about the study's trials (see study_display)."""
 
-    def begin(self, spec: StudySpec, done: int, best: str | None) -> None: ...
+    def begin(self, spec: StudySpec, done: int, best: str | None, spent: float = 0.0) -> None:
+        ...
 
     def trial_started(self, number: int, params: Mapping[str, Any], label: str | None) -> None: ...
 
@@ -172,7 +174,7 @@ def run_study(spec: StudySpec, display: StudyReporter, *, worker: int = 0) -> op
         study.sampler = make_sampler(spec, offset=existing + SAMPLER_SEED_STRIDE * worker)
         study.pruner = make_pruner(spec)
         budget = remaining(spec, study)
-        display.begin(spec, done(study), best_summary(spec, study))
+        display.begin(spec, done(study), best_summary(spec, study), spent_seconds(study))
         if budget.spent:
             display.end()
             return study

@@ -45,9 +45,13 @@ class Budget:
 def remaining(spec: StudySpec, study: optuna.Study) -> Budget:
     trials = study.get_trials(deepcopy=False)
     counted = sum(1 for t in trials if counts(t))
-    spent = sum(duration(t) for t in trials)
     return Budget(None if spec.trials is None else spec.trials - counted,
-                  None if spec.timeout is None else spec.timeout - spent)
+                  None if spec.timeout is None else spec.timeout - spent_seconds(study))
+
+
+def spent_seconds(study: optuna.Study) -> float:
+    """Seconds of the time budget that the study's finished trials have used."""
+    return sum(duration(t) for t in study.get_trials(deepcopy=False))
 
 
 def counts(trial: FrozenTrial) -> bool:

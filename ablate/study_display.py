@@ -55,9 +55,12 @@ class StudyDisplay:
         self.spec: StudySpec | None = None
         self.began = 0.0
         self.finished_here = 0
+        self.spent = 0.0
 
-    def begin(self, spec: StudySpec, done: int, best: str | None) -> None:
+    def begin(self, spec: StudySpec, done: int, best: str | None, spent: float = 0.0) -> None:
+        """``spent``: seconds of the time budget used before this invocation."""
         self.spec = spec
+        self.spent = spent
         self.console.print(f"study [bold]{escape(spec.name)}[/] in {escape(str(spec.folder))}: "
                            f"{done} trials done" + (f", best {escape(best)}" if best else ""))
         self.progress.start()
@@ -110,17 +113,24 @@ class StudyDisplay:
             self.progress.remove_task(self.trial_task)
             self.trial_task = None
         self.finished_here += 1
+        self.spent += duration(trial)
         self.progress.update(self.study_task, completed=done, info=self._best(best),
                              deadline=self._deadline(done))
 
     def _deadline(self, done: int) -> float | None:
-        """When the budget's trials will be done at this session's mean time per trial (so an
-        ETA shows once one trial has finished, where rich's own estimate needs several)."""
-        if self.spec is None or not self.spec.trials:
+        """When the budget will be spent: the trials left at this session's mean time per
+        trial (so an ETA shows once one trial has finished, where rich's own estimate needs
+        several), or the time budget left, whichever ends first."""
+        if self.spec is None:
             return None
         now = time.monotonic()
-        per_trial = (now - self.began) / self.finished_here
-        return now + per_trial * max(self.spec.trials - done, 0)
+        left = []
+        if self.spec.trials:
+            per_trial = (now - self.began) / self.finished_here
+            left.append(per_trial * max(self.spec.trials - done, 0))
+        if self.spec.timeout:
+            left.append(max(self.spec.timeout - self.spent, 0.0))
+        return now + min(left) if left else None
 
     def end(self) -> None:
         self.progress.stop()

@@ -26,7 +26,7 @@ from ablate.errors import AblateError
 from ablate.safe_paths import refuse_symlinks
 from ablate.storage import open_storage
 from ablate.study import StudyReporter, best_summary, open_study, quiet_optuna
-from ablate.study_budget import done
+from ablate.study_budget import done, spent_seconds
 from ablate.study_config import StudySpec
 from ablate.study_display import outcome_of
 from ablate.training import Interrupted
@@ -178,7 +178,7 @@ def run_local(spec: StudySpec, indices: Sequence[int], display: StudyReporter) -
                     reported.add(trial.number)
                     display.trial_finished(trial, done(study), best_summary(spec, study))
 
-        display.begin(spec, done(study), best_summary(spec, study))
+        display.begin(spec, done(study), best_summary(spec, study), spent_seconds(study))
         try:
             codes, pids, signum = launch(spec, indices, watch)
         finally:

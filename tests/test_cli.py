@@ -219,6 +219,20 @@ def test_the_study_bar_shows_an_eta_once_one_trial_has_finished(tmp_path: Path):
     assert display.etas[-1] == "0:00:00"
 
 
+def test_the_study_eta_ends_with_the_time_budget_when_that_comes_first(tmp_path: Path):
+    path = tmp_path / "eta_timeout.toml"
+    path.write_text(f'[study]\nname = "eta_timeout"\noutput = "{(tmp_path / "out").as_posix()}"\n'
+                    f'trials = 500\ntimeout = 2\nsampler = "random"\n{TINY_STUDY_RUN}\n[search]\n'
+                    f'"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}\n', encoding="utf-8")
+    display = WatchedStudy()
+    run_study(load_study_file(path), display)
+    # 500 trials at this pace would take minutes; the 2 s budget ends within 2 s of the start
+    seconds = [int(h) * 3600 + int(m) * 60 + int(s)
+               for h, m, s in (eta.split(":") for eta in display.etas)]
+    assert seconds and all(s <= 2 for s in seconds), display.etas
+    assert seconds[-1] == 0
+
+
 def test_show_tells_an_interrupted_trial_how_to_continue(tmp_path: Path):
     path = tmp_path / "stopped.toml"
     path.write_text(f'[study]\nname = "stopped"\noutput = "{(tmp_path / "out").as_posix()}"\n'
