@@ -207,29 +207,29 @@ class WatchedStudy(StudyDisplay):
         self.etas.append(self.progress.columns[-1].render(study_bar).plain)
 
 
-def test_the_study_bar_shows_an_eta_once_one_trial_has_finished(tmp_path: Path):
-    path = tmp_path / "eta.toml"
-    path.write_text(f'[study]\nname = "eta"\noutput = "{(tmp_path / "out").as_posix()}"\n'
-                    f'trials = 2\nsampler = "random"\n{TINY_STUDY_RUN}\n[search]\n'
+def _watched_lr_study(tmp_path: Path, name: str, budget: str) -> list[str]:
+    """The ETAs the study bar showed after each trial of a random lr search with ``budget``."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[study]\nname = "{name}"\noutput = "{(tmp_path / "out").as_posix()}"\n'
+                    f'{budget}\nsampler = "random"\n{TINY_STUDY_RUN}\n[search]\n'
                     f'"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}\n', encoding="utf-8")
     display = WatchedStudy()
     run_study(load_study_file(path), display)
-    assert len(display.etas) == 2
-    assert all(re.fullmatch(r"\d+:\d\d:\d\d", eta) for eta in display.etas), display.etas
-    assert display.etas[-1] == "0:00:00"
+    return display.etas
+
+
+def test_the_study_bar_shows_an_eta_once_one_trial_has_finished(tmp_path: Path):
+    etas = _watched_lr_study(tmp_path, "eta", "trials = 2")
+    assert len(etas) == 2
+    assert all(re.fullmatch(r"\d+:\d\d:\d\d", eta) for eta in etas), etas
+    assert etas[-1] == "0:00:00"
 
 
 def test_the_study_eta_ends_with_the_time_budget_when_that_comes_first(tmp_path: Path):
-    path = tmp_path / "eta_timeout.toml"
-    path.write_text(f'[study]\nname = "eta_timeout"\noutput = "{(tmp_path / "out").as_posix()}"\n'
-                    f'trials = 500\ntimeout = 2\nsampler = "random"\n{TINY_STUDY_RUN}\n[search]\n'
-                    f'"run.lr" = {{low = 1e-4, high = 1e-2, log = true}}\n', encoding="utf-8")
-    display = WatchedStudy()
-    run_study(load_study_file(path), display)
+    etas = _watched_lr_study(tmp_path, "eta_timeout", "trials = 500\ntimeout = 2")
     # 500 trials at this pace would take minutes; the 2 s budget ends within 2 s of the start
-    seconds = [int(h) * 3600 + int(m) * 60 + int(s)
-               for h, m, s in (eta.split(":") for eta in display.etas)]
-    assert seconds and all(s <= 2 for s in seconds), display.etas
+    seconds = [int(h) * 3600 + int(m) * 60 + int(s) for h, m, s in (e.split(":") for e in etas)]
+    assert seconds and all(s <= 2 for s in seconds), etas
     assert seconds[-1] == 0
 
 
