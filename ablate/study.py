@@ -125,12 +125,12 @@ def environment_problem(exc: BaseException | None) -> str | None:
 class StudyReporter(Reporter, Protocol):
     """A Trainer reporter that is also told about the study's trials (see study_display)."""
 
-    def begin(self, spec: StudySpec, done: int, best: str | None, spent: float = 0.0) -> None:
-        ...
+    def begin(self, spec: StudySpec, done: int, best: str | None) -> None: ...
 
     def trial_started(self, number: int, params: Mapping[str, Any], label: str | None) -> None: ...
 
-    def trial_finished(self, trial: FrozenTrial, done: int, best: str | None) -> None: ...
+    def trial_finished(self, trial: FrozenTrial, done: int, best: str | None,
+                       spent: float) -> None: ...
 
     def end(self) -> None: ...
 
@@ -174,7 +174,7 @@ def run_study(spec: StudySpec, display: StudyReporter, *, worker: int = 0) -> op
         study.sampler = make_sampler(spec, offset=existing + SAMPLER_SEED_STRIDE * worker)
         study.pruner = make_pruner(spec)
         budget = remaining(spec, study)
-        display.begin(spec, done(study), best_summary(spec, study), spent_seconds(study))
+        display.begin(spec, done(study), best_summary(spec, study))
         if budget.spent:
             display.end()
             return study
@@ -350,7 +350,8 @@ class TrialRunner:
         return values[0] if len(values) == 1 else values
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.display.trial_finished(trial, done(study), best_summary(self.spec, study))
+        self.display.trial_finished(trial, done(study), best_summary(self.spec, study),
+                                    spent_seconds(study))
 
     def over(self) -> bool:
         """Whether the study is over beyond its budget: the constraints look hopeless."""

@@ -55,12 +55,9 @@ class StudyDisplay:
         self.spec: StudySpec | None = None
         self.began = 0.0
         self.finished_here = 0
-        self.spent = 0.0
 
-    def begin(self, spec: StudySpec, done: int, best: str | None, spent: float = 0.0) -> None:
-        """``spent``: seconds of the time budget used before this invocation."""
+    def begin(self, spec: StudySpec, done: int, best: str | None) -> None:
         self.spec = spec
-        self.spent = spent
         self.console.print(f"study [bold]{escape(spec.name)}[/] in {escape(str(spec.folder))}: "
                            f"{done} trials done" + (f", best {escape(best)}" if best else ""))
         self.progress.start()
@@ -97,7 +94,10 @@ class StudyDisplay:
     def stop(self) -> None:
         """The trainer finished; the trial's line stays until the trial is recorded."""
 
-    def trial_finished(self, trial: FrozenTrial, done: int, best: str | None) -> None:
+    def trial_finished(self, trial: FrozenTrial, done: int, best: str | None,
+                       spent: float) -> None:
+        """``done``: trials that used up the trials budget; ``spent``: seconds of the time
+        budget used, both over the whole study (every worker and invocation)."""
         outcome = outcome_of(trial)
         style = OUTCOME_STYLE.get(outcome, "")
         values = ""
@@ -113,11 +113,10 @@ class StudyDisplay:
             self.progress.remove_task(self.trial_task)
             self.trial_task = None
         self.finished_here += 1
-        self.spent += duration(trial)
         self.progress.update(self.study_task, completed=done, info=self._best(best),
-                             deadline=self._deadline(done))
+                             deadline=self._deadline(done, spent))
 
-    def _deadline(self, done: int) -> float | None:
+    def _deadline(self, done: int, spent: float) -> float | None:
         """When the budget will be spent: the trials left at this session's mean time per
         trial (so an ETA shows once one trial has finished, where rich's own estimate needs
         several), or the time budget left, whichever ends first."""
@@ -129,7 +128,7 @@ class StudyDisplay:
             per_trial = (now - self.began) / self.finished_here
             left.append(per_trial * max(self.spec.trials - done, 0))
         if self.spec.timeout:
-            left.append(max(self.spec.timeout - self.spent, 0.0))
+            left.append(max(self.spec.timeout - spent, 0.0))
         return now + min(left) if left else None
 
     def end(self) -> None:

@@ -176,9 +176,10 @@ def run_local(spec: StudySpec, indices: Sequence[int], display: StudyReporter) -
             for trial in study.get_trials(deepcopy=False):
                 if trial.state.is_finished() and trial.number not in reported:
                     reported.add(trial.number)
-                    display.trial_finished(trial, done(study), best_summary(spec, study))
+                    display.trial_finished(trial, done(study), best_summary(spec, study),
+                                           spent_seconds(study))
 
-        display.begin(spec, done(study), best_summary(spec, study), spent_seconds(study))
+        display.begin(spec, done(study), best_summary(spec, study))
         try:
             codes, pids, signum = launch(spec, indices, watch)
         finally:

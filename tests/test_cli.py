@@ -201,8 +201,8 @@ class WatchedStudy(StudyDisplay):
         super().__init__(Console(file=io.StringIO()))
         self.etas: list[str] = []
 
-    def trial_finished(self, trial, done: int, best: str | None) -> None:
-        super().trial_finished(trial, done, best)
+    def trial_finished(self, trial, done: int, best: str | None, spent: float) -> None:
+        super().trial_finished(trial, done, best, spent)
         study_bar = self.progress.tasks[0]
         self.etas.append(self.progress.columns[-1].render(study_bar).plain)
 
