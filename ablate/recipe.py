@@ -72,12 +72,12 @@ class TrainingRecipe:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
-            self._clip()
+            self.clip_gradients()
             self.optimizer.step()
         else:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-            self._clip()
+            self.clip_gradients()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.scheduler.step()
@@ -136,6 +136,7 @@ class TrainingRecipe:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _clip(self) -> None:
+    def clip_gradients(self) -> None:
+        """Scale the gradients to a total norm of at most ``grad_clip`` (0: leave them)."""
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)

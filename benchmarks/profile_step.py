@@ -1,12 +1,13 @@
 """Where a recipe's time goes on this machine: one training step split into the loss's forward
-pass, the backward pass, the optimiser step and the EMA update, the operators that take the most
-CPU time (torch.profiler), and what scoring costs (sampling at the recipe's evaluation sampler
-and steps, then the metrics).
+pass, the backward pass, the optimiser step (with gradient clipping) and the EMA update, the
+operators that take the most CPU time (torch.profiler), and what scoring costs (sampling at the
+recipe's evaluation sampler and steps, then the metrics).
 
 The split is timed with perf_counter around each phase of the engine's own pieces (the run
 file's decoder, degradation loss, optimiser and averager, assembled as ``ablate train`` would)
-on real MNIST batches, after warm-up steps, the median over ``--steps`` steps; the operator
-table comes from a separate profiled stretch, since profiling slows every operator.
+on real MNIST batches, after warm-up steps, the median over ``--steps`` steps, in fp32 (the
+recipe's precision and channels_last settings are not applied); the operator table comes from
+a separate profiled stretch, since profiling slows every operator.
 
     python benchmarks/profile_step.py configs/fast.toml [--steps 20] [--samples 1000]
 
@@ -52,18 +53,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = config.batch_size
     x0 = to_model_range(images[:batch], config.scaling).to(device)
 
+    def now() -> float:
+        """The time once the device has finished what it was given (CUDA runs ahead)."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     def timed_step() -> list[float]:
-        marks = [time.perf_counter()]
+        marks = [now()]
         loss = parts.process.loss(recipe.network, x0, rng)
-        marks.append(time.perf_counter())
+        marks.append(now())
         recipe.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        marks.append(time.perf_counter())
+        marks.append(now())
+        recipe.clip_gradients()
         recipe.optimizer.step()
         recipe.scheduler.step()
-        marks.append(time.perf_counter())
+        marks.append(now())
         parts.averager.update(parts.model, 1000)
-        marks.append(time.perf_counter())
+        marks.append(now())
         return [b - a for a, b in zip(marks, marks[1:], strict=False)]
 
     for _ in range(3):
