@@ -199,6 +199,9 @@ def draw_figures(report: Report, folder: Path) -> None:
     names = list(dict.fromkeys(["loss", *(o.metric for o in analysis.spec.objectives
                                           if o.metric != "train_seconds")]))
     out.append(figures.curves_figure(analysis.logs, names, folder))
+    progress = figures.progress_figure(analysis.logs, objective, folder)
+    if progress is not None:
+        out.append(progress)
     for budget, check in disagreements(analysis):
         out.append(figures.disagreement_figure(budget, check, folder))
     largest = max((b for b in analysis.budgets if b.importances),

@@ -20,7 +20,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ablate.analysis import Analysis, Budget, Factor, RankCheck, StudyLogs
+from ablate.analysis import Analysis, Budget, Factor, RankCheck, StudyLogs, TrialLog
 from ablate.atomic import write_atomic
 
 WIDTH = 6.5
@@ -36,6 +36,10 @@ ROLES = ("best", "median", "worst")
 UNITS = {"loss": "training loss", "train_seconds": "training time (s)", "fid": "FID",
          "kid": "KID (x 1000)", "T": "T (diffusion steps)", "lr": "learning rate"}
 """Axis labels of known quantities; anything else is labelled by its name."""
+MAX_POINT_LABEL = 32
+"""Characters of a trial's point that a legend entry shows; a longer one shows the number."""
+MAX_PROGRESS_TRIALS = 8
+"""Rows of the samples-against-budget figure: beyond this it would not fit a page."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,47 @@ def grids_figure(budget: Budget, f: Factor, metric: str, folder: Path) -> Drawn 
                 "the same fixed noise")
 
 
+def progress_figure(logs: StudyLogs, metric: str, folder: Path) -> Drawn | None:
+    """Each trial's samples at every epoch that saved a grid (rows: trials, columns: epochs):
+    how quality forms over training, which a comparison at one budget cannot show. Drawn for
+    studies of at most ``MAX_PROGRESS_TRIALS`` trials with grids at two epochs or more."""
+    trials = logs.trials
+    epochs = sorted({e for t in trials for e in t.epochs if t.grid(e) is not None})
+    if len(epochs) < 2 or len(trials) > MAX_PROGRESS_TRIALS:
+        return None
+
+    def draw() -> Figure:
+        from matplotlib.image import imread
+
+        side = min(1.1, (WIDTH - 1.6) / len(epochs))
+        figure = Figure(figsize=(1.6 + side * len(epochs), 0.4 + (side + 0.25) * len(trials)),
+                        layout="constrained")
+        axes = figure.subplots(len(trials), len(epochs), squeeze=False)
+        for row, trial in enumerate(trials):
+            values = {r["epoch"]: r[metric] for r in trial.records if metric in r}
+            for column, epoch in enumerate(epochs):
+                ax, grid = axes[row][column], trial.grid(epoch)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(f"epoch {epoch}")
+                if column == 0:
+                    ax.set_ylabel(trial_label(trial), fontsize=6)
+                if epoch in values:
+                    ax.set_xlabel(f"{metric} {number(values[epoch])}", fontsize=6)
+                if grid is None:
+                    for spine in ax.spines.values():
+                        spine.set_visible(False)
+                else:
+                    ax.imshow(imread(grid), cmap="gray", interpolation="nearest")
+        figure.suptitle("Samples against training budget")
+        return figure
+
+    return save(styled(draw), folder, "progress",
+                f"Each trial's samples (replicate 0, the same fixed noise throughout) at every "
+                f"epoch that saved a grid, with the trial's {metric} there (replicate mean)")
+
+
 def curves_figure(logs: StudyLogs, names: Sequence[str], folder: Path) -> Drawn:
     """Each metric against epoch, one line per trial (dashed: pruned), bands where informative."""
 
@@ -246,7 +291,7 @@ def curves_figure(logs: StudyLogs, names: Sequence[str], folder: Path) -> Drawn:
                 epochs = [r["epoch"] for r in rows]
                 style = "-" if trial.state == "completed" else "--"
                 line, = ax.plot(epochs, [r[name] for r in rows], style, marker=".", ms=3,
-                                lw=1, label=f"trial {trial.number}")
+                                lw=1, label=trial_label(trial))
                 if rows and trial.state == "pruned":
                     ax.plot(epochs[-1], rows[-1][name], "x", color=line.get_color(), ms=5)
                 informative = trial.replicates != 2
@@ -372,6 +417,14 @@ def _spans(f: Factor) -> list[tuple[float, float]]:
     width = (highs[-1] - lows[0]) or 1.0
     edges = [lows[0] - 0.05 * width, *cuts, highs[-1] + 0.05 * width]
     return [(unscale(edges[j]), unscale(edges[j + 1])) for j in range(len(f.levels))]
+
+
+def trial_label(trial: TrialLog) -> str:
+    """A legend entry: the trial's number and its name where the study gave it one, else its
+    point where that is short."""
+    point = ", ".join(f"{'.'.join(k.split('.')[-2:])}={v}" for k, v in trial.params.items())
+    name = trial.baseline or (point if len(point) <= MAX_POINT_LABEL else "")
+    return f"trial {trial.number}: {name}" if name else f"trial {trial.number}"
 
 
 def _short(name: str) -> str:

@@ -5,6 +5,7 @@ checked against the replicates' own logs; the page is rendered by headless Chrom
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -54,16 +55,18 @@ def toml_value(value: Any) -> str:
     return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
 
 
-def shrunk(name: str, folder: Path, trials: int, replicates: int = 1) -> Path:
-    """The shipped study ``name`` with its search, sampler, pruner and baselines, on sub-second
-    trials: two epochs of four steps, 16 samples scored per epoch, and the tiny CNN wherever
-    the decoder is not what the study searches."""
-    doc = tomllib.loads((STUDIES / f"{name}.toml").read_text(encoding="utf-8"))
+def shrunk(name: str, folder: Path, trials: int, replicates: int = 1,
+           shipped: Path = STUDIES) -> Path:
+    """The shipped study ``name`` (in ``shipped``) with its search, sampler, pruner and
+    baselines, on sub-second trials: two epochs of four steps, 16 samples scored per epoch, and
+    the tiny CNN wherever the decoder is not what the study searches."""
+    doc = tomllib.loads((shipped / f"{name}.toml").read_text(encoding="utf-8"))
     doc["study"] |= {"trials": trials, "output": (folder / "out").as_posix(),
                      "replicates": replicates}
     doc["study"].pop("timeout", None)
     run = doc["run"] | {"steps": 8, "batch_size": 16, "subset": 64, "grid_size": 4,
                         "device": "cpu"}
+    run.pop("epochs", None)
     if not any(key.startswith("run.decoder") for key in doc["search"]):
         run["decoder"] = {"name": "cnn", "channels": [4, 8], "time_hidden": 16}
     elif run["decoder"]["name"] == "cnn":
@@ -333,3 +336,26 @@ def test_without_sample_grids_the_report_says_so(beta_range):
     tested = [r for r in table(folder, "headline") if r["verdict"] != "not tested"]
     assert page.count("No sample grids: no sample grid was saved at epoch") == len(tested)
     assert not list((folder.parent / "no_grids" / "figures").glob("grids_*"))
+
+
+def test_the_curves_legend_names_each_baseline_trial(beta_range):
+    path, folder = beta_range
+    names = [b["name"] for b in tomllib.loads(path.read_text())["study"]["baselines"]]
+    svg = (folder / "figures" / "curves.svg").read_text()
+    for number, name in enumerate(names):  # baselines are queued first, in the file's order
+        assert f"trial {number}: {name}" in html.unescape(svg)
+
+
+def test_a_study_scored_every_epoch_shows_each_trial_s_samples_against_budget(tmp_path):
+    """docs/results/ema_early.toml (the EMA question: do digits form earlier?) as shipped,
+    shrunk: the report draws every trial's grid at every epoch, named by trial."""
+    path = shrunk("ema_early", tmp_path, trials=2, replicates=2,
+                  shipped=STUDIES.parent / "docs" / "results")
+    assert runner.invoke(app, ["run", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["report", str(path), "-o", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    svg = html.unescape((tmp_path / "report" / "figures" / "progress.svg").read_text())
+    assert "epoch 1" in svg and "epoch 2" in svg
+    assert "trial 0" in svg and "trial 1" in svg
+    assert "trial 0: ema.name=none" in svg and "trial 1: EMA 0.992" in svg
+    assert svg.count("<image") == 4  # two trials, two epochs
