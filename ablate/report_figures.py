@@ -1,8 +1,9 @@
 """The report's figures, each saved as PNG (for the page) and SVG (for a paper), sized for a
 printed page (6.5 in wide at most) with labelled axes: a forest plot of effects, each metric
 against each factor with its good and bad regions, sample grids per level (best, median and
-worst trial), loss and objective curves, the loss-versus-quality scatter where they disagree,
-importances, and the Pareto front of multi-objective studies.
+worst trial), loss and objective curves, each trial's samples against training budget, the
+loss-versus-quality scatter where they disagree, importances, and the Pareto front of
+multi-objective studies.
 
 Drawn on ``matplotlib.figure.Figure`` objects rather than pyplot, so nothing global changes.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,7 +264,7 @@ def progress_figure(logs: StudyLogs, metric: str, folder: Path) -> Drawn | None:
                 if row == 0:
                     ax.set_title(f"epoch {epoch}")
                 if column == 0:
-                    ax.set_ylabel(trial_label(trial), fontsize=6)
+                    ax.set_ylabel(textwrap.fill(trial_label(trial), 24), fontsize=6)
                 if epoch in values:
                     ax.set_xlabel(f"{metric} {number(values[epoch])}", fontsize=6)
                 if grid is None:
