@@ -585,14 +585,15 @@ def report_study(
     completed_only: Annotated[bool, typer.Option(
         "--completed-only", help="leave pruned trials out (default: every trial with scored "
                                  "epochs, compared at equal budget)")] = False,
+    overrides: Annotated[list[str] | None, typer.Argument(
+        metavar="[KEY=VALUE]...", help="the overrides the study was run with")] = None,
 ) -> None:
     """Write a study's report: what matters, effects with intervals at each training budget,
     figures (one self-contained HTML page, Markdown, CSV, PNG and SVG)."""
     from ablate.report import write_report
-    from ablate.study_config import load_study_file
 
     with reported_errors():
-        spec = load_study_file(study_file, storage=storage)
+        spec = _study_as_run(study_file, overrides, storage)
         with console.status(f"analysing study {spec.name}"):
             report = write_report(spec, output, completed_only=completed_only)
         for check in report.analysis.rank_checks:
@@ -614,16 +615,17 @@ def compare_trials(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
     storage: Annotated[str | None, typer.Option(
         help="database URL of the study (overrides \\[study] storage)")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(
+        metavar="[KEY=VALUE]...", help="the overrides the study was run with")] = None,
 ) -> None:
     """Compare two trials at equal budget: per metric, A - B with a 95% interval and a test."""
     from rich.table import Table
 
     from ablate.analysis import load_logs
     from ablate.compare import compare
-    from ablate.study_config import load_study_file
 
     with reported_errors():
-        spec = load_study_file(study_file, storage=storage)
+        spec = _study_as_run(study_file, overrides, storage)
         pair = compare(load_logs(spec), trial_a, trial_b, epoch)
         comparisons = pair.comparisons
         if as_json:
@@ -643,6 +645,16 @@ def compare_trials(
                           + ("" if c.difference.informative else " uninformative"), c.test.name,
                           _p(c.test.p_value), _p(c.test.sign_flip_p), c.verdict)
         console.print(table)
+
+
+def _study_as_run(study_file: Path, overrides: list[str] | None, storage: str | None):
+    """A finished or running study, read as ``ablate run`` was given it (a study run with
+    ``study.name=...`` or longer ``run.epochs`` is another study: its overrides find it)."""
+    from ablate.overrides import blamed
+    from ablate.study_config import load_study_file
+
+    with blamed(str(study_file), overrides or []):
+        return load_study_file(study_file, storage=storage, overrides=overrides or [])
 
 
 def _p(value: float | None) -> str:

@@ -348,12 +348,19 @@ def test_the_curves_legend_names_each_baseline_trial(beta_range):
 
 def test_a_study_scored_every_epoch_shows_each_trial_s_samples_against_budget(tmp_path):
     """docs/results/ema_early.toml (the EMA question: do digits form earlier?) as shipped,
-    shrunk: the report draws every trial's grid at every epoch, named by trial."""
+    shrunk and run under another name (as a longer run of the same file would be): report and
+    compare find it by the same overrides, and the report draws every trial's grid at every
+    epoch, named by trial."""
     path = shrunk("ema_early", tmp_path, trials=2, replicates=2,
                   shipped=STUDIES.parent / "docs" / "results")
-    assert runner.invoke(app, ["run", str(path)]).exit_code == 0
-    result = runner.invoke(app, ["report", str(path), "-o", str(tmp_path / "report")])
+    renamed = "study.name='ema_early_renamed'"
+    assert runner.invoke(app, ["run", str(path), renamed]).exit_code == 0
+    result = runner.invoke(app, ["report", str(path), "-o", str(tmp_path / "report"), renamed])
     assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["compare", str(path), "0", "1", "--json", renamed])
+    assert result.exit_code == 0, result.output
+    pair = json.loads(result.output)
+    assert pair["study"] == "ema_early_renamed" and pair["paired"] and pair["epoch"] == 2
     svg = html.unescape((tmp_path / "report" / "figures" / "progress.svg").read_text())
     assert "epoch 1" in svg and "epoch 2" in svg
     assert "trial 0" in svg and "trial 1" in svg
