@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from ablate import sampler_defaults
 from ablate.errors import AblateError, error_lines
 from ablate.limits import MAX_SAMPLES
 from ablate.threads import apply_thread_policy, prepare_environment
+
+if TYPE_CHECKING:
+    from ablate.study_config import StudySpec
 
 prepare_environment()  # before anything loads torch's OpenMP runtime (see ablate.threads)
 
@@ -647,7 +650,8 @@ def compare_trials(
         console.print(table)
 
 
-def _study_as_run(study_file: Path, overrides: list[str] | None, storage: str | None):
+def _study_as_run(study_file: Path, overrides: list[str] | None,
+                  storage: str | None) -> StudySpec:
     """A finished or running study, read as ``ablate run`` was given it (a study run with
     ``study.name=...`` or longer ``run.epochs`` is another study: its overrides find it)."""
     from ablate.overrides import blamed
