@@ -34,11 +34,22 @@ MIN_ALPHA_BAR = 2.0**-24
 ``rescale_betas_zero_snr``, the solvers see it as 2^-24 (SNR 6e-8, still pure noise)."""
 
 
+def floored(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """alpha_bar, in float64, kept above a floor that falls from 2 to 1 times MIN_ALPHA_BAR
+    over the steps: still pure noise where it applies, and still strictly decreasing. A flat
+    floor would give neighbouring steps of a collapsing schedule (linear to beta_max 0.2,
+    whose alpha_bar is 1e-47 by t = T) the same noise level, and the multistep solvers divide
+    by the difference of log-SNRs."""
+    steps = torch.arange(len(alpha_bar), dtype=torch.float64, device=alpha_bar.device)
+    floor = MIN_ALPHA_BAR * 2.0 ** (1 - steps / max(len(alpha_bar) - 1, 1))
+    return torch.maximum(alpha_bar.double(), floor)
+
+
 def make_scheduler(name: str, alpha_bar: torch.Tensor, prediction: str) -> Any:
     """The diffusers scheduler of solver ``name`` for this alpha_bar and prediction type."""
     import diffusers
 
-    betas = betas_from_alpha_bar(alpha_bar.double().clamp(min=MIN_ALPHA_BAR))
+    betas = betas_from_alpha_bar(floored(alpha_bar))
     common: dict[str, Any] = {
         "num_train_timesteps": len(alpha_bar),
         "trained_betas": betas.cpu().numpy(),
@@ -92,7 +103,9 @@ def _network(model: nn.Module, alpha_bar: torch.Tensor, prediction: str,
         return model
     from ablate_builtins.gaussian import eps_and_x0
 
-    alpha_bar = alpha_bar.to(device=device, dtype=torch.float32)
+    # the alpha_bar the scheduler integrates: where float32 takes the true one to 0,
+    # x0 = (z - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) would divide by 0
+    alpha_bar = floored(alpha_bar).to(device=device, dtype=torch.float32)
 
     def clipped_x0(z_t: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
         t = (time * len(alpha_bar)).round().long()

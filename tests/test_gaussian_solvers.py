@@ -105,6 +105,21 @@ def test_solver_stays_finite_on_a_zero_terminal_snr_schedule(solver):
     assert torch.isfinite(images).all()
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_clipped_solver_stays_finite_where_alpha_bar_underflows(solver):
+    """beta_max = 0.2 over T = 1000 sends alpha_bar below float32's range by t ~ 600: the
+    clipped x0 must come from the floored alpha_bar the scheduler integrates, not divide by 0."""
+    config = parse_run({"T": T, "schedule": {"name": "linear", "beta_max": 0.2},
+                        "degradation": {"name": "gaussian", "clip_x0": True}}, source="test")
+    assert config.schedule.alpha_bar(T).float()[-1] == 0  # the case: it underflows
+    gaussian = config.degradation.bind(config.schedule.alpha_bar(T), SCALINGS["centered"],
+                                       torch.device("cpu"))
+    noise = type("Noise", (torch.nn.Module,), {"forward": lambda self, z, t: 0.9 * z})
+    images = gaussian.sample(noise(), SHAPE, torch.Generator().manual_seed(0), sampler=solver,
+                             steps=20)
+    assert torch.isfinite(images).all()
+
+
 def test_clipped_solver_hands_the_scheduler_the_clipped_x0():
     far = type("Far", (torch.nn.Module,), {"forward": lambda self, z, t: torch.full_like(z, 3.0)})
     images = process("x0", clip_x0=True).sample(far(), SHAPE, torch.Generator().manual_seed(0),
