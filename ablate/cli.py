@@ -504,13 +504,10 @@ def _study_with(study_file: Path, overrides: list[str] | None, trackers: list[st
     """A study file read with the command line's KEY=VALUE overrides and --tracker flags."""
     import dataclasses
 
-    from ablate.overrides import blamed
     from ablate.preflight import check_study
-    from ablate.study_config import load_study_file
     from ablate.tracking import with_flags
 
-    with blamed(str(study_file), overrides or []):
-        spec = load_study_file(study_file, overrides=overrides or [], **options)
+    spec = _study_as_run(study_file, overrides, **options)
     check_study(spec)  # device, data and folders: what only this machine can answer
     return dataclasses.replace(spec, trackers=with_flags(spec.trackers, trackers or [],
                                                          spec.host))
@@ -596,7 +593,7 @@ def report_study(
     from ablate.report import write_report
 
     with reported_errors():
-        spec = _study_as_run(study_file, overrides, storage)
+        spec = _study_as_run(study_file, overrides, storage=storage)
         with console.status(f"analysing study {spec.name}"):
             report = write_report(spec, output, completed_only=completed_only)
         for check in report.analysis.rank_checks:
@@ -628,7 +625,7 @@ def compare_trials(
     from ablate.compare import compare
 
     with reported_errors():
-        spec = _study_as_run(study_file, overrides, storage)
+        spec = _study_as_run(study_file, overrides, storage=storage)
         pair = compare(load_logs(spec), trial_a, trial_b, epoch)
         comparisons = pair.comparisons
         if as_json:
@@ -650,15 +647,15 @@ def compare_trials(
         console.print(table)
 
 
-def _study_as_run(study_file: Path, overrides: list[str] | None,
-                  storage: str | None) -> StudySpec:
-    """A finished or running study, read as ``ablate run`` was given it (a study run with
-    ``study.name=...`` or longer ``run.epochs`` is another study: its overrides find it)."""
+def _study_as_run(study_file: Path, overrides: list[str] | None, **options) -> StudySpec:
+    """The study file read with the command line's KEY=VALUE overrides, as ``ablate run`` was
+    given it (a study run with ``study.name=...`` or longer ``run.epochs`` is another study:
+    its overrides find it); ``options`` are load_study_file's."""
     from ablate.overrides import blamed
     from ablate.study_config import load_study_file
 
     with blamed(str(study_file), overrides or []):
-        return load_study_file(study_file, storage=storage, overrides=overrides or [])
+        return load_study_file(study_file, overrides=overrides or [], **options)
 
 
 def _p(value: float | None) -> str:

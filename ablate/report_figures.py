@@ -424,7 +424,7 @@ def _spans(f: Factor) -> list[tuple[float, float]]:
 def trial_label(trial: TrialLog) -> str:
     """A legend entry: the trial's number and its name where the study gave it one, else its
     point where that is short."""
-    point = ", ".join(f"{'.'.join(k.split('.')[-2:])}={v}" for k, v in trial.params.items())
+    point = ", ".join(f"{_short(k)}={v}" for k, v in trial.params.items())
     name = trial.baseline or (point if len(point) <= MAX_POINT_LABEL else "")
     return f"trial {trial.number}: {name}" if name else f"trial {trial.number}"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,12 +47,16 @@ def remaining(spec: StudySpec, study: optuna.Study) -> Budget:
     trials = study.get_trials(deepcopy=False)
     counted = sum(1 for t in trials if counts(t))
     return Budget(None if spec.trials is None else spec.trials - counted,
-                  None if spec.timeout is None else spec.timeout - spent_seconds(study))
+                  None if spec.timeout is None else spec.timeout - _seconds(trials))
 
 
 def spent_seconds(study: optuna.Study) -> float:
     """Seconds of the time budget that the study's finished trials have used."""
-    return sum(duration(t) for t in study.get_trials(deepcopy=False))
+    return _seconds(study.get_trials(deepcopy=False))
+
+
+def _seconds(trials: Iterable[FrozenTrial]) -> float:
+    return sum(duration(t) for t in trials)
 
 
 def counts(trial: FrozenTrial) -> bool:
